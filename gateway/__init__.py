@@ -1,0 +1,1 @@
+"""The core of the CardDAV gateway: client, mapping, identities, access policy."""

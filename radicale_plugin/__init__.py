@@ -1,0 +1,1 @@
+"""Radicale plugins that adapt the gateway core to CardDAV."""
