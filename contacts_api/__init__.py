@@ -1,0 +1,1 @@
+"""This project's own implementation of the Contacts API contract."""
