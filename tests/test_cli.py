@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.conftest import Server, make_org, start_api, stop
@@ -151,3 +152,59 @@ def test_import_command_migrates_file_and_reports_rejected_cards(
     total = sum(len(r.json()["items"]) for r in (listed, second, third))
     assert total == 2097
     assert org.keys["admin"] not in result.stderr + result.stdout
+
+
+def test_api_verifies_rs256_tokens_with_the_public_key(
+    database: str, tmp_path: Path
+) -> None:
+    """An RS256-configured server accepts tokens of the private key only."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_file = tmp_path / "public.pem"
+    key_file.write_bytes(public_pem)
+    org = _json("admin", "org", "create", "Acme", "--database", database)
+    claims = {"sub": "person-9", "organization_id": org["id"]}
+    good = jwt.encode(claims, private, algorithm="RS256")
+    # A server configured for RS256 must not accept an HS256 token at all
+    # (the algorithm-confusion forgery).
+    forged = jwt.encode(claims, "an-hmac-secret-" * 3, algorithm="HS256")
+    server = start_api(database, "--jwt-public-key", str(key_file))
+
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            statuses = [
+                client.get(
+                    "/api/v1/contacts", headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+                for token in (good, forged)
+            ]
+            whoami = client.get(
+                "/api/whoami", headers={"Authorization": f"Bearer {good}"}
+            ).json()
+    finally:
+        stop(server)
+
+    assert statuses == [200, 401]
+    assert whoami["user_id"] == "person-9"
+
+
+def test_api_refuses_database_of_another_schema_version(database: str) -> None:
+    from sqlalchemy import update
+
+    from contacts_api.db import Database, SchemaInfo
+
+    db = Database(database)
+    db.create_schema()
+    with db.write() as session:
+        session.execute(update(SchemaInfo).values(version=99))
+    db.dispose()
+
+    result = _run("admin", "org", "list", "--database", database, check=False)
+
+    assert result.returncode != 0
+    assert "schema version 99 is not supported" in result.stderr
