@@ -325,10 +325,6 @@ def get_contact(session: Session, caller: Caller, contact_id: str) -> dict[str, 
     return _render(session, [_load(session, caller, contact_id)])[0]
 
 
-def get_contact_row(session: Session, caller: Caller, contact_id: str) -> Contact:
-    return _load(session, caller, contact_id)
-
-
 def list_contacts(
     session: Session,
     caller: Caller,
