@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_CARDS = 1000
 VCARD_TYPES = ("text/vcard", "text/x-vcard")
+# Extension of this implementation: the organization's change counter on
+# every list response, so that a cache can check freshness cheaply.
+REVISION_HEADER = "X-Directory-Revision"
 
 
 class GrantBody(BaseModel):
@@ -156,6 +159,7 @@ def create_app(database_url: str, jwt_settings: JWTSettings | None = None) -> Fa
     @app.get("/api/v1/contacts")
     def get_contacts(
         caller: AnyCaller,
+        response: Response,
         q: Annotated[str | None, Query(max_length=service.MAX_QUERY)] = None,
         order: Literal["name", "recent"] = "name",
         limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = (
@@ -167,6 +171,8 @@ def create_app(database_url: str, jwt_settings: JWTSettings | None = None) -> Fa
             items = service.list_contacts(
                 session, caller, q=q, order=order, limit=limit, offset=offset
             )
+            revision = service.directory_revision(session, caller)
+        response.headers[REVISION_HEADER] = str(revision)
         return {"items": items}
 
     @app.get("/api/v1/contacts/lookup")

@@ -84,6 +84,10 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Counts every change to the organization's contacts and their access
+    # rows; served as X-Directory-Revision so a cache can check freshness
+    # with one small request (an extension of this implementation).
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Identity(Base):

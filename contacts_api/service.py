@@ -16,7 +16,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from contacts_api.auth import Caller
@@ -26,6 +35,7 @@ from contacts_api.db import (
     ContactEmail,
     ContactPhone,
     Identity,
+    Organization,
     later_than,
     new_id,
     utcnow,
@@ -68,6 +78,24 @@ def iso(moment: datetime) -> str:
 def _like_pattern(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _bump_revision(session: Session, organization_id: str) -> None:
+    """Count one change of the organization's directory."""
+    session.execute(
+        update(Organization)
+        .where(Organization.id == organization_id)
+        .values(revision=Organization.revision + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def directory_revision(session: Session, caller: Caller) -> int:
+    """Return the organization's change counter."""
+    revision = session.scalar(
+        select(Organization.revision).where(Organization.id == caller.organization_id)
+    )
+    return int(revision or 0)
 
 
 def _require_contacts_access(caller: Caller) -> None:
@@ -317,6 +345,7 @@ def create_contact(
     access: list[str | None] = [None] if identity_ids is None else [*identity_ids]
     contact, access_rows = rows.add_contact(caller.organization_id, fields, access)
     rows.insert(session)
+    _bump_revision(session, caller.organization_id)
     logger.info("Created contact %r", contact.id)
     return contact_json(contact, access_rows)
 
@@ -419,6 +448,7 @@ def update_contact(
     _check_fn_rule(fields)
     _update_fields(session, contact, fields)
     contact.updated_at = later_than(contact.updated_at)
+    _bump_revision(session, caller.organization_id)
     session.flush()
     logger.info("Updated contact %r", contact.id)
     return _render(session, [contact])[0]
@@ -429,6 +459,7 @@ def delete_contact(session: Session, caller: Caller, contact_id: str) -> None:
     for table in (AccessRow, ContactEmail, ContactPhone):
         _delete_where(session, table, table.contact_id == contact.id)
     session.delete(contact)
+    _bump_revision(session, caller.organization_id)
     logger.info("Deleted contact %r", contact_id)
 
 
@@ -474,6 +505,7 @@ def grant_access(
 
     session.add(row)
     contact.updated_at = now
+    _bump_revision(session, caller.organization_id)
     session.flush()
     logger.info("Granted %r access to contact %r", identity_id or "*", contact.id)
     return access_json(row)
@@ -512,6 +544,7 @@ def revoke_access(
         session.delete(row)
 
     contact.updated_at = now
+    _bump_revision(session, caller.organization_id)
     session.flush()
     logger.info("Revoked %r from contact %r", identity_id, contact.id)
 
@@ -542,8 +575,9 @@ def import_cards(
             }
         )
     rows.insert(session)
-
     created = len(rows.tables[Contact])
+    if created:
+        _bump_revision(session, caller.organization_id)
     logger.info(
         "Imported %d of %d cards (%d rejected)",
         created,

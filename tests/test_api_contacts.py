@@ -401,3 +401,28 @@ def test_openapi_document_lists_the_contract_paths(org: Org) -> None:
         "/api/v1/identities",
         "/api/v1/identities/{agent_handle}",
     } <= paths
+
+
+def test_list_revision_header_counts_every_change_and_no_read(org: Org) -> None:
+    """X-Directory-Revision (an extension) moves on writes and access changes."""
+
+    def revision() -> int:
+        return int(org.alice.get("/api/v1/contacts").headers["X-Directory-Revision"])
+
+    seen = [revision()]
+    contact = new_contact(org.admin)
+    seen.append(revision())
+    path = f"/api/v1/contacts/{contact['id']}"
+    org.admin.get(path)
+    org.admin.get("/api/v1/contacts/lookup", params={"email": "x@example.com"})
+    seen.append(revision())
+    org.admin.patch(path, json={"notes": "changed"})
+    seen.append(revision())
+    org.admin.delete(f"{path}/access/{org.identities['bob']}")
+    seen.append(revision())
+    org.admin.post(f"{path}/access", json={"identity_id": None})
+    seen.append(revision())
+    org.admin.delete(path)
+    seen.append(revision())
+
+    assert seen == [0, 1, 1, 2, 3, 4, 5]
