@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEMO_DATABASE ?= sqlite:///data/demo.db
 HOST ?= 127.0.0.1
-PORT ?= 8000
+PORT ?= 5232
+API_PORT ?= 8000
 
 .PHONY: serve test install bench clean
 
@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/inkbox-carddav api --demo --host $(HOST) --port $(PORT) \
-		--database $(DEMO_DATABASE)
+	$(BIN)/inkbox-carddav serve --demo --host $(HOST) --port $(PORT) \
+		--api-port $(API_PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -83,6 +83,22 @@ def _build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--label")
     _database_option(key_create)
 
+    gateway = commands.add_parser("serve", help="serve the CardDAV gateway")
+    gateway.add_argument(
+        "--config",
+        help="Radicale configuration file (default: config/radicale.conf if present)",
+    )
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=5232)
+    gateway.add_argument("--api-url", help="Contacts API root (overrides the file)")
+    gateway.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the Contacts API in-process with a demo organization and users",
+    )
+    gateway.add_argument("--api-port", type=int, default=8000, help="with --demo")
+    gateway.add_argument("--data", default="data", help="data folder for --demo")
+
     importer = commands.add_parser("import", help="bulk-import a vCard file")
     importer.add_argument("file")
     importer.add_argument(
@@ -179,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_admin(args)
     if args.command == "api":
         return _run_api(args)
+    if args.command == "serve":
+        from radicale_plugin.serve import run
+
+        return run(args)
     return _run_import(args)
 
 

@@ -116,11 +116,12 @@ def synthesize_preferred_name(fields: Mapping[str, Any]) -> str | None:
     return company or None
 
 
-def contact_to_vcard(contact: Mapping[str, Any]) -> str:
+def contact_to_vcard(contact: Mapping[str, Any], *, uid: str | None = None) -> str:
     """Render a contact as a vCard 4.0 document with CRLF line endings.
 
     The same contact always gives the same text: properties come in a fixed
-    order and nothing depends on the clock.
+    order and nothing depends on the clock. ``uid`` replaces the default
+    ``urn:uuid:<id>`` (a CardDAV client's own UID is served back).
 
     Raises:
         ValueError: a birthday or date is not ``YYYY-MM-DD``.
@@ -128,7 +129,9 @@ def contact_to_vcard(contact: Mapping[str, Any]) -> str:
     card = _CardWriter()
     card.add("VERSION", "4.0")
     card.add("PRODID", PRODID)
-    if contact.get("id"):
+    if uid:
+        card.add("UID", _escape_text(uid))
+    elif contact.get("id"):
         card.add("UID", "urn:uuid:" + str(contact["id"]))
     fn = _str(contact, "preferred_name") or synthesize_preferred_name(contact) or ""
     card.add("FN", _escape_text(fn))

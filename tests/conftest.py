@@ -84,6 +84,50 @@ def _unavailable(reason: str) -> Any:
     pytest.skip(f"PostgreSQL tests skipped: {reason}")
 
 
+def start_process(command: list[str], ready: str) -> Server:
+    """Start a server process and wait for the log line that gives its URL.
+
+    ``ready`` is a regular expression whose first group is the URL; reading
+    the output line by line is the readiness signal (no polling).
+    """
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert process.stdout is not None
+    log: list[str] = []
+    deadline = time.monotonic() + STARTUP_SECONDS
+    url = None
+    for line in process.stdout:
+        log.append(line)
+        found = re.search(ready, line)
+        if found:
+            url = found.group(1)
+            break
+        if time.monotonic() > deadline:
+            break
+    if url is None:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raise RuntimeError("Server did not start:\n" + "".join(log))
+    server = Server(url=url, database_url="", process=process, log=log)
+
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with server.changed:
+                log.append(line)
+                server.changed.notify_all()
+
+    server.reader = threading.Thread(target=drain, daemon=True)
+    server.reader.start()
+    return server
+
+
 def start_api(database_url: str, *extra: str) -> Server:
     """Start ``inkbox-carddav api`` on a free loopback port and wait until ready."""
     command = [
@@ -101,42 +145,8 @@ def start_api(database_url: str, *extra: str) -> Server:
         JWT_SECRET,
         *extra,
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    assert process.stdout is not None
-    log: list[str] = []
-    deadline = time.monotonic() + STARTUP_SECONDS
-    url = None
-    # uvicorn announces the bound port; reading its output line by line is
-    # the readiness signal (no polling).
-    for line in process.stdout:
-        log.append(line)
-        found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            url = found.group(1)
-            break
-        if time.monotonic() > deadline:
-            break
-    if url is None:
-        process.kill()
-        raise RuntimeError("Contacts API did not start:\n" + "".join(log))
-
-    server = Server(url=url, database_url=database_url, process=process, log=log)
-
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with server.changed:
-                log.append(line)
-                server.changed.notify_all()
-
-    server.reader = threading.Thread(target=drain, daemon=True)
-    server.reader.start()
+    server = start_process(command, r"running on (http://127\.0\.0\.1:\d+)")
+    server.database_url = database_url
     return server
 
 

@@ -1,0 +1,152 @@
+"""The gateway's own small state store.
+
+It keeps what the Contacts API has no place for: the href a CardDAV user
+chose for a card (per user, since every user has an address book of their
+own) and the UID a client gave a card (per contact, served to everyone).
+SQLite under the data folder is the default; PostgreSQL serves several
+gateway processes of one organization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import String, create_engine, delete, event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Href(_Base):
+    __tablename__ = "card_hrefs"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    href: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class _UID(_Base):
+    __tablename__ = "card_uids"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(1024))
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+class StateStore:
+    """Hrefs and UIDs that CardDAV clients chose, keyed by organization."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(parsed)
+        if parsed.get_backend_name() == "sqlite":
+            _sqlite_pragmas(self._engine)
+        _Base.metadata.create_all(self._engine)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self._engine) as session, session.begin():
+            yield session
+
+    def hrefs(self, organization_id: str, user: str) -> dict[str, str]:
+        """Return the user's chosen hrefs as ``{contact_id: href}``."""
+        with self._session() as session:
+            rows = session.execute(
+                select(_Href.contact_id, _Href.href).where(
+                    _Href.organization_id == organization_id, _Href.user == user
+                )
+            )
+            return {contact_id: href for contact_id, href in rows}
+
+    def uids(self, organization_id: str) -> dict[str, str]:
+        """Return the client-given UIDs as ``{contact_id: uid}``."""
+        with self._session() as session:
+            rows = session.execute(
+                select(_UID.contact_id, _UID.uid).where(
+                    _UID.organization_id == organization_id
+                )
+            )
+            return {contact_id: uid for contact_id, uid in rows}
+
+    def remember(
+        self,
+        organization_id: str,
+        user: str,
+        contact_id: str,
+        href: str,
+        uid: str | None,
+    ) -> None:
+        """Record the href (for this user) and UID a client gave a contact."""
+        with self._session() as session:
+            session.execute(
+                delete(_Href).where(
+                    _Href.organization_id == organization_id,
+                    _Href.user == user,
+                    (_Href.contact_id == contact_id) | (_Href.href == href),
+                )
+            )
+            session.add(
+                _Href(
+                    organization_id=organization_id,
+                    user=user,
+                    href=href,
+                    contact_id=contact_id,
+                )
+            )
+            if uid is not None:
+                existing = session.get(_UID, (organization_id, contact_id))
+                if existing is None:
+                    session.add(
+                        _UID(
+                            organization_id=organization_id,
+                            contact_id=contact_id,
+                            uid=uid,
+                        )
+                    )
+                else:
+                    existing.uid = uid
+            try:
+                session.flush()
+            except IntegrityError as exc:  # pragma: no cover - guarded above
+                raise ValueError(f"Href {href!r} is taken for {user!r}.") from exc
+
+    def forget(self, organization_id: str, contact_id: str) -> None:
+        """Drop every href and the UID of a deleted contact."""
+        with self._session() as session:
+            session.execute(
+                delete(_Href).where(
+                    _Href.organization_id == organization_id,
+                    _Href.contact_id == contact_id,
+                )
+            )
+            session.execute(
+                delete(_UID).where(
+                    _UID.organization_id == organization_id,
+                    _UID.contact_id == contact_id,
+                )
+            )
+
+    def close(self) -> None:
+        self._engine.dispose()

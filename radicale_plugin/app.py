@@ -1,0 +1,175 @@
+"""The WSGI application of the gateway: Radicale, wrapped.
+
+The wrapper gives each request its state (``context``), keeps the raw PUT
+body (Radicale hands the storage a re-serialized card), checks that a PUT
+body is a card we can read before Radicale parses it, refuses the
+collection operations a directory cannot offer with a clear reason, and
+replaces Radicale's generic error responses with the ones the gateway core
+decided on (503 with Retry-After when the upstream is down, 400 with the
+reason when a card is refused).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from radicale import pathutils
+from radicale.app import Application
+
+from gateway.vcard import VCardError, split_vcards, vcard_to_contact
+from radicale_plugin import context
+from radicale_plugin.rights import BOOK
+
+logger = logging.getLogger("radicale.inkbox.app")
+
+StartResponse = Callable[..., Any]
+
+REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    507: "Insufficient Storage",
+}
+
+
+class GatewayApplication:
+    """Radicale's WSGI application with the gateway's request handling."""
+
+    def __init__(self, configuration: Any) -> None:
+        self._radicale = Application(configuration)
+        self._max_body = int(configuration.get("server", "max_content_length"))
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", "/"))
+        request = context.RequestState(method, path)
+        token = context.current.set(request)
+        try:
+            refusal = self._refusal(method, path)
+            if refusal is None and method == "PUT":
+                refusal = self._take_body(environ, request)
+            if refusal is not None:
+                return _respond(start_response, refusal, method)
+
+            captured: dict[str, Any] = {}
+
+            def capture(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Any:
+                captured["status"] = status
+                captured["headers"] = headers
+                return lambda data: None
+
+            body = list(self._radicale(environ, capture))
+            if request.outcome is not None:
+                return _respond(start_response, request.outcome, method)
+            headers = list(captured["headers"])
+            if method == "PUT" and request.transformed:
+                # RFC 9110 8.8.3: no validator for a representation we changed;
+                # clients then read the card back instead of keeping theirs.
+                headers = [(k, v) for k, v in headers if k.lower() != "etag"]
+            start_response(captured["status"], headers)
+            return body
+        finally:
+            context.current.reset(token)
+
+    def _refusal(self, method: str, path: str) -> context.Outcome | None:
+        parts = [p for p in pathutils.strip_path(path).split("/") if p]
+        if method in ("MKCOL", "MKCALENDAR"):
+            return context.Outcome(
+                403,
+                "This server has one address book per user, /<user>/contacts/; "
+                "it cannot create collections.",
+            )
+        if len(parts) in (1, 2) and (len(parts) == 1 or parts[1] == BOOK):
+            if method == "DELETE":
+                return context.Outcome(403, "The address book cannot be deleted.")
+            if method == "PUT":
+                return context.Outcome(
+                    403,
+                    "Replacing the whole address book with one upload is not "
+                    "supported; PUT each card to its own href.",
+                )
+            if method == "PROPPATCH":
+                return context.Outcome(
+                    403, "The properties of the address book are read-only."
+                )
+        return None
+
+    def _take_body(
+        self, environ: dict[str, Any], request: context.RequestState
+    ) -> context.Outcome | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return context.Outcome(400, "Invalid Content-Length.")
+        if length > self._max_body:
+            return context.Outcome(
+                413, f"The card is larger than {self._max_body} bytes."
+            )
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        request.raw_body = body
+        return _unreadable_card(body)
+
+
+def _unreadable_card(body: bytes) -> context.Outcome | None:
+    """Return a 400 with the reason when the body is not one readable card."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return context.Outcome(400, f"The card is not UTF-8 (byte {exc.start}).")
+    cards = split_vcards(text)
+    if len(cards) != 1:
+        return context.Outcome(
+            400, f"Expected exactly one vCard in the body, found {len(cards)}."
+        )
+    try:
+        vcard_to_contact(cards[0])
+    except VCardError as exc:
+        return context.Outcome(400, f"The card cannot be read: {exc}")
+    return None
+
+
+def _respond(
+    start_response: StartResponse, outcome: context.Outcome, method: str
+) -> list[bytes]:
+    body = (outcome.reason + "\n").encode("utf-8")
+    status = f"{outcome.status} {REASONS.get(outcome.status, 'Error')}"
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *outcome.headers.items(),
+    ]
+    start_response(status, headers)
+    logger.info("Answered %s with %s: %s", method, status, outcome.reason)
+    return [] if method == "HEAD" else [body]
+
+
+def serve(configuration: Any) -> None:
+    """Serve the gateway with Radicale's own server (threads, TLS, limits)."""
+    import radicale.server
+    from radicale import log
+
+    log.setup()
+    log.set_level(
+        configuration.get("logging", "level"),
+        configuration.get("logging", "backtrace_on_debug"),
+        configuration.get("logging", "trace_filter"),
+    )
+
+    # HACK(https://github.com/Kozea/Radicale/blob/v3.9.0/radicale/server.py):
+    # Radicale's server builds `Application(configuration)` itself and offers
+    # no hook to wrap it; replacing the name it looks up is the one place to
+    # put our WSGI wrapper in front. Re-check on every Radicale upgrade.
+    radicale.server.Application = GatewayApplication  # type: ignore[attr-defined,assignment]
+    radicale.server.serve(configuration)
