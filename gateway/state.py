@@ -2,18 +2,31 @@
 
 It keeps what the Contacts API has no place for: the href a CardDAV user
 chose for a card (per user, since every user has an address book of their
-own) and the UID a client gave a card (per contact, served to everyone).
+own), the UID a client gave a card (per contact, served to everyone), and
+the state of each user's book behind every sync token handed out (RFC
+6578), kept for 30 days.
 SQLite under the data folder is the default; PostgreSQL serves several
 gateway processes of one organization.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import String, create_engine, delete, event, select
+from sqlalchemy import (
+    Float,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -30,6 +43,18 @@ class _Href(_Base):
     user: Mapped[str] = mapped_column(String(255), primary_key=True)
     href: Mapped[str] = mapped_column(String(1024), primary_key=True)
     contact_id: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class _Snapshot(_Base):
+    """What a user's book held when a sync token was handed out."""
+
+    __tablename__ = "sync_snapshots"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    etags: Mapped[str] = mapped_column(Text)  # JSON {href: etag}
+    created_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class _UID(_Base):
@@ -52,7 +77,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 class StateStore:
     """Hrefs and UIDs that CardDAV clients chose, keyed by organization."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, snapshot_retention: float = 30 * 86400) -> None:
+        self.snapshot_retention = snapshot_retention
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None,
@@ -147,6 +173,42 @@ class StateStore:
                     _UID.contact_id == contact_id,
                 )
             )
+
+    def snapshot(
+        self, organization_id: str, user: str, etags: Mapping[str, str]
+    ) -> str:
+        """Store the book's state once and return its sync token (a hash)."""
+        text = json.dumps(dict(sorted(etags.items())), separators=(",", ":"))
+        token = hashlib.sha256(f"{user}\0{text}".encode()).hexdigest()[:40]
+        now = time.time()
+        with self._session() as session:
+            existing = session.get(_Snapshot, (organization_id, user, token))
+            if existing is not None:
+                existing.created_at = now
+                return token
+            session.add(
+                _Snapshot(
+                    organization_id=organization_id,
+                    user=user,
+                    token=token,
+                    etags=text,
+                    created_at=now,
+                )
+            )
+            session.execute(
+                delete(_Snapshot).where(
+                    _Snapshot.created_at < now - self.snapshot_retention
+                )
+            )
+        return token
+
+    def snapshot_etags(
+        self, organization_id: str, user: str, token: str
+    ) -> dict[str, str] | None:
+        """Return the book's state for a token, or None if it is unknown."""
+        with self._session() as session:
+            row = session.get(_Snapshot, (organization_id, user, token))
+            return None if row is None else dict(json.loads(row.etags))
 
     def close(self) -> None:
         self._engine.dispose()

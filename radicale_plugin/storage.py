@@ -40,6 +40,7 @@ logger = logging.getLogger("radicale.inkbox.storage")
 
 TIME_RANGE = (radicale_filter.TIMESTAMP_MIN, radicale_filter.TIMESTAMP_MAX)
 DEFAULT_RETRY_AFTER = 5
+SYNC_PREFIX = "http://inkbox-carddav.invalid/ns/sync/"
 
 
 def refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> None:
@@ -242,6 +243,32 @@ class AddressBook(storage.BaseCollection):
     @property
     def etag(self) -> str:
         return self.view().ctag
+
+    def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
+        """Return a sync token and the hrefs changed since ``old_token``.
+
+        Tokens name a snapshot of this user's book (href -> ETag) in the
+        state store, so a change of visibility shows up as a deletion in
+        the next sync of that user. An unknown or expired token raises
+        ValueError, which Radicale answers with 403 valid-sync-token.
+        """
+        view = self.view()
+        etags = {href: card.etag for href, card in view.cards.items()}
+        state = self._gateway.state
+        organization_id, user = self._principal.organization_id, self._principal.user
+        token = state.snapshot(organization_id, user, etags)
+        if not old_token:
+            return SYNC_PREFIX + token, list(etags)
+        old = None
+        if old_token.startswith(SYNC_PREFIX):
+            old = state.snapshot_etags(
+                organization_id, user, old_token.removeprefix(SYNC_PREFIX)
+            )
+        if old is None:
+            raise ValueError(f"Unknown or expired sync token {old_token!r}")
+        changed = [href for href, etag in etags.items() if old.get(href) != etag]
+        gone = [href for href in old if href not in etags]
+        return SYNC_PREFIX + token, changed + gone
 
 
 def _client_text(item: Any) -> str:

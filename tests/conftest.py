@@ -26,6 +26,9 @@ import pytest
 from contacts_api import admin
 from contacts_api.db import Database
 
+# Fixtures of the CardDAV gateway (gateway processes per organization).
+pytest_plugins = ("tests.carddav",)
+
 JWT_SECRET = "test-secret-for-people-tokens-0123456789"
 POSTGRES_URL = os.environ.get(
     "INKBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
