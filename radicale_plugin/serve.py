@@ -86,7 +86,7 @@ def prepare_demo(data: Path, api_port: int) -> Demo:
     overrides = {
         "auth": {
             "htpasswd_filename": str(data / "demo-users"),
-            "htpasswd_encryption": "autodetect",
+            "htpasswd_encryption": "sha512",
         },
         "storage": {
             "api_url": api_url,
