@@ -179,12 +179,16 @@ class Directory:
         contact_id = str(contact["id"])
         uid = uid or f"urn:uuid:{contact_id}"
         key = (contact_id, str(contact.get("updated_at")), uid)
-        rendered = self._rendered.get(key)
+        # cachetools caches are not thread-safe; Radicale serves each
+        # request in its own thread.
+        with self._lock:
+            rendered = self._rendered.get(key)
         if rendered is None:
             text = contact_to_vcard(contact, uid=uid)
             etag = f'"{hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]}"'
             rendered = (text, etag)
-            self._rendered[key] = rendered
+            with self._lock:
+                self._rendered[key] = rendered
         text, etag = rendered
         return Card(
             href=href,
