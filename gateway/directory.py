@@ -110,12 +110,16 @@ class Directory:
         max_age: float = 5.0,
         new_contacts: NewContactAccess = "everyone",
         default_region: str | None = None,
+        card_version: Literal["3.0", "4.0"] = "3.0",
     ) -> None:
         self._client = client
         self._state = state
         self._max_age = max_age
         self._new_contacts = new_contacts
         self._default_region = default_region
+        # 3.0 by default: Apple clients refuse 4.0 cards, and Radicale
+        # advertises only 3.0 in supported-address-data.
+        self._card_version: Literal["3.0", "4.0"] = card_version
         self._listings: dict[str, _Listing] = {}
         self._rendered: LRUCache[tuple[str, str, str], tuple[str, str]] = LRUCache(
             50_000
@@ -184,7 +188,7 @@ class Directory:
         with self._lock:
             rendered = self._rendered.get(key)
         if rendered is None:
-            text = contact_to_vcard(contact, uid=uid)
+            text = contact_to_vcard(contact, uid=uid, version=self._card_version)
             etag = f'"{hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]}"'
             rendered = (text, etag)
             with self._lock:

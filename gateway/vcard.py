@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import phonenumbers
 from vobject.base import VObjectError, textLineToContentLine
@@ -116,18 +116,25 @@ def synthesize_preferred_name(fields: Mapping[str, Any]) -> str | None:
     return company or None
 
 
-def contact_to_vcard(contact: Mapping[str, Any], *, uid: str | None = None) -> str:
-    """Render a contact as a vCard 4.0 document with CRLF line endings.
+def contact_to_vcard(
+    contact: Mapping[str, Any],
+    *,
+    uid: str | None = None,
+    version: Literal["3.0", "4.0"] = "4.0",
+) -> str:
+    """Render a contact as a vCard document with CRLF line endings.
 
     The same contact always gives the same text: properties come in a fixed
     order and nothing depends on the clock. ``uid`` replaces the default
     ``urn:uuid:<id>`` (a CardDAV client's own UID is served back).
+    ``version`` 3.0 is what Apple clients accept: primaries are marked with
+    ``TYPE=pref`` and an anniversary becomes Apple's labelled X-ABDATE.
 
     Raises:
         ValueError: a birthday or date is not ``YYYY-MM-DD``.
     """
     card = _CardWriter()
-    card.add("VERSION", "4.0")
+    card.add("VERSION", version)
     card.add("PRODID", PRODID)
     if uid:
         card.add("UID", _escape_text(uid))
@@ -145,19 +152,20 @@ def contact_to_vcard(contact: Mapping[str, Any], *, uid: str | None = None) -> s
         card.add("TITLE", _escape_text(title))
     birthday = _str(contact, "birthday")
     if birthday:
-        card.add("BDAY", _checked_date(birthday).replace("-", ""))
+        day = _checked_date(birthday)
+        card.add("BDAY", day if version == "3.0" else day.replace("-", ""))
 
     for email in _items(contact, "emails"):
         value = _str(email, "value")
         if value:
             card.add_labelled(
-                "EMAIL", _escape_text(value), email, _PLACE_TYPES, _pref(email)
+                "EMAIL", _escape_text(value), email, _PLACE_TYPES, _pref(email, version)
             )
     for phone in _items(contact, "phones"):
         number = _str(phone, "value_e164")
         if number:
             card.add_labelled(
-                "TEL", _escape_text(number), phone, _TEL_TYPES, _pref(phone)
+                "TEL", _escape_text(number), phone, _TEL_TYPES, _pref(phone, version)
             )
     for address in _items(contact, "addresses"):
         card.add_labelled("ADR", _address_value(address), address, _PLACE_TYPES)
@@ -165,7 +173,7 @@ def contact_to_vcard(contact: Mapping[str, Any], *, uid: str | None = None) -> s
         url = _str(website, "url")
         if url:
             card.add_labelled("URL", _escape_uri(url), website, _PLACE_TYPES)
-    _add_dates(card, _items(contact, "dates"))
+    _add_dates(card, _items(contact, "dates"), version)
 
     notes = _str(contact, "notes")
     if notes:
@@ -218,7 +226,11 @@ class _CardWriter:
 
         key = label.lower()
         if key in types:
-            self.add(name, value, ["TYPE=" + ",".join(types[key]), *params])
+            # 3.0 marks the primary with a TYPE value: merge it into one list.
+            extra = [p.removeprefix("TYPE=") for p in params if p.startswith("TYPE=")]
+            rest = [p for p in params if not p.startswith("TYPE=")]
+            type_list = ",".join([*types[key], *extra])
+            self.add(name, value, ["TYPE=" + type_list, *rest])
         else:
             group = self.new_group()
             self.add(name, value, params, group)
@@ -232,9 +244,13 @@ class _CardWriter:
         return "".join(_fold(line) + "\r\n" for line in lines)
 
 
-def _add_dates(card: _CardWriter, dates: list[Mapping[str, Any]]) -> None:
-    """Append the first anniversary as ANNIVERSARY, the others as X-ABDATE."""
-    anniversary_written = False
+def _add_dates(card: _CardWriter, dates: list[Mapping[str, Any]], version: str) -> None:
+    """Append the first anniversary as ANNIVERSARY, the others as X-ABDATE.
+
+    vCard 3.0 has no ANNIVERSARY; there it is an X-ABDATE labelled the way
+    Apple labels anniversaries.
+    """
+    anniversary_written = version == "3.0"
     for item in dates:
         value = _checked_date(_str(item, "date") or "")
         label = _str(item, "label")
@@ -258,9 +274,11 @@ def _address_value(address: Mapping[str, Any]) -> str:
     return ";;" + ";".join(_escape_component(_str(address, key)) for key in keys)
 
 
-def _pref(item: Mapping[str, Any]) -> list[str]:
-    """Return the PREF parameter for a primary item (RFC 6350 section 5.3)."""
-    return ["PREF=1"] if item.get("is_primary") else []
+def _pref(item: Mapping[str, Any], version: str) -> list[str]:
+    """Return the parameter marking a primary item (RFC 6350 5.3, RFC 2426)."""
+    if not item.get("is_primary"):
+        return []
+    return ["TYPE=pref"] if version == "3.0" else ["PREF=1"]
 
 
 def _checked_date(value: str) -> str:

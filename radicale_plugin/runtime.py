@@ -71,6 +71,7 @@ def gateway_for(configuration: Any) -> Gateway:
         "cache_max_age",
         "new_contacts",
         "default_region",
+        "vcard_version",
     )
     key = tuple(_option(configuration, name) for name in options)
     with _lock:
@@ -94,6 +95,11 @@ def _build(configuration: Any) -> Gateway:
             f"Invalid [storage] new_contacts {new_contacts!r}: "
             "expected everyone or creator."
         )
+    version = _option(configuration, "vcard_version", "3.0")
+    if version not in ("3.0", "4.0"):
+        raise ConfigurationError(
+            f"Invalid [storage] vcard_version {version!r}: expected 3.0 or 4.0."
+        )
     try:
         max_age = float(_option(configuration, "cache_max_age", "5"))
     except ValueError as exc:
@@ -115,6 +121,7 @@ def _build(configuration: Any) -> Gateway:
         max_age=max_age,
         new_contacts="creator" if new_contacts == "creator" else "everyone",
         default_region=_option(configuration, "default_region") or None,
+        card_version="4.0" if version == "4.0" else "3.0",
     )
     directory_identities = key_identities = None
     if mode == "directory":

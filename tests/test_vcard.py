@@ -750,3 +750,38 @@ def test_contact_to_vcard_any_valid_contact_round_trips_unchanged(
 
     assert parsed == _mapped(contact)
     assert max(len(line.encode("utf-8")) for line in text.split("\r\n")) <= 75
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(contact=_CONTACT)
+@example(contact=RICH)
+def test_contact_to_vcard_3_0_round_trips_unchanged(contact: dict[str, Any]) -> None:
+    """vCard 3.0, as served to clients, keeps every mapped field too."""
+    text = contact_to_vcard(contact, version="3.0")
+
+    parsed = vcard_to_contact(text)
+
+    assert parsed == _mapped(contact)
+    assert text.startswith("BEGIN:VCARD\r\nVERSION:3.0\r\n")
+    assert "PREF=" not in text
+    assert "\r\nANNIVERSARY" not in text
+
+
+def test_contact_to_vcard_3_0_merges_pref_into_type_list() -> None:
+    contact = {
+        "id": "0b7c5b0e-6a7f-4a47-9d55-8d7a7d6c1e01",
+        "given_name": "Pat",
+        "phones": [
+            {"label": "mobile", "value_e164": "+15551234567", "is_primary": True}
+        ],
+        "emails": [{"label": None, "value": "pat@example.com", "is_primary": True}],
+        "dates": [{"label": "anniversary", "date": "2001-02-03"}],
+    }
+
+    text = contact_to_vcard(contact, version="3.0")
+
+    assert "TEL;TYPE=cell,pref:+15551234567\r\n" in text
+    assert "EMAIL;TYPE=pref:pat@example.com\r\n" in text
+    assert (
+        "item1.X-ABDATE:2001-02-03\r\nitem1.X-ABLabel:_$!<Anniversary>!$_\r\n" in text
+    )
