@@ -426,3 +426,32 @@ def test_list_revision_header_counts_every_change_and_no_read(org: Org) -> None:
     seen.append(revision())
 
     assert seen == [0, 1, 1, 2, 3, 4, 5]
+
+
+def test_lookup_of_a_domain_with_thousands_of_members_pages_in_name_order(
+    org: Org,
+) -> None:
+    """Past 2000 index matches the lookup walks the name order instead."""
+    for start in (0, 1000, 2000):
+        cards = "".join(
+            "BEGIN:VCARD\r\nVERSION:3.0\r\n"
+            f"FN:Member {i:05}\r\nEMAIL:m{i}@big.example\r\nEND:VCARD\r\n"
+            for i in range(start, min(start + 1000, 2005))
+        )
+        response = org.admin.post(
+            "/api/v1/contacts/import",
+            content=cards.encode(),
+            headers={"Content-Type": "text/vcard"},
+        )
+        assert response.status_code == 200
+
+    domain = org.admin.get(
+        "/api/v1/contacts/lookup", params={"email_domain": "big.example", "limit": 3}
+    )
+    exact = org.admin.get(
+        "/api/v1/contacts/lookup", params={"email": "m2004@big.example"}
+    )
+
+    names = [c["preferred_name"] for c in domain.json()["items"]]
+    assert names == ["Member 00000", "Member 00001", "Member 00002"]
+    assert [c["preferred_name"] for c in exact.json()["items"]] == ["Member 02004"]
