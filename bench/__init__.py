@@ -1,0 +1,1 @@
+"""Benchmarks of this project; run ``python -m bench.api_bench``."""
