@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +27,9 @@ from radicale_plugin.rights import BOOK
 logger = logging.getLogger("radicale.inkbox.app")
 
 StartResponse = Callable[..., Any]
+# An FN content line, possibly grouped ("item1.FN"); folded lines start with
+# a space, so they never match.
+_FN_LINE = re.compile(r"^(?:[A-Za-z0-9-]+\.)?FN[;:]", re.IGNORECASE | re.MULTILINE)
 
 REASONS = {
     400: "Bad Request",
@@ -43,6 +47,7 @@ class GatewayApplication:
     """Radicale's WSGI application with the gateway's request handling."""
 
     def __init__(self, configuration: Any) -> None:
+        _allow_client_hrefs(configuration)
         self._radicale = Application(configuration)
         self._max_body = int(configuration.get("server", "max_content_length"))
 
@@ -122,6 +127,20 @@ class GatewayApplication:
         return _unreadable_card(body)
 
 
+def _allow_client_hrefs(configuration: Any) -> None:
+    """Let Radicale accept hrefs such as ``urn:uuid:1234.vcf`` (unless configured)."""
+    # HACK(https://github.com/Kozea/Radicale/blob/v3.9.0/radicale/app/base.py):
+    # the default `[server] validate_path_value = minimal` answers 400 to any
+    # path with ":" (and ' " * ? ,) even when the storage declares
+    # `_supports_problematic_chars`, so clients naming cards after a urn:uuid
+    # UID cannot store them. Our paths never reach a file system; "none"
+    # still refuses control characters. An explicit setting is kept.
+    if configuration.get_source("server", "validate_path_value") == "default config":
+        configuration.update(
+            {"server": {"validate_path_value": "none"}}, "inkbox-carddav"
+        )
+
+
 def _unreadable_card(body: bytes) -> context.Outcome | None:
     """Return a 400 with the reason when the body is not one readable card."""
     try:
@@ -137,6 +156,13 @@ def _unreadable_card(body: bytes) -> context.Outcome | None:
         vcard_to_contact(cards[0])
     except VCardError as exc:
         return context.Outcome(400, f"The card cannot be read: {exc}")
+    if _FN_LINE.search(cards[0]) is None:
+        # vobject (in Radicale) refuses such a card with a bare 400.
+        return context.Outcome(
+            400,
+            "The card has no FN property; vCard requires a formatted name "
+            "(RFC 6350 section 6.2.1).",
+        )
     return None
 
 

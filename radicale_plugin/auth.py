@@ -24,6 +24,7 @@ from radicale.auth import htpasswd
 from gateway.identity import Principal
 from radicale_plugin import context
 from radicale_plugin.runtime import gateway_for
+from radicale_plugin.storage import translated_errors
 
 logger = logging.getLogger("radicale.inkbox.auth")
 
@@ -52,7 +53,10 @@ class Auth(auth.BaseAuth):
         with self._lock:
             principal = self._logins.get(digest)
         if principal is None:
-            principal = self._check(login, password)
+            # The first login asks the upstream who the user is: when it is
+            # down, answer 503 with Retry-After, not Radicale's bare 500.
+            with translated_errors():
+                principal = self._check(login, password)
             if principal is None:
                 return ""
             with self._lock:

@@ -72,6 +72,8 @@ def gateway_for(configuration: Any) -> Gateway:
         "new_contacts",
         "default_region",
         "vcard_version",
+        "timeout",
+        "retries",
     )
     key = tuple(_option(configuration, name) for name in options)
     with _lock:
@@ -102,8 +104,10 @@ def _build(configuration: Any) -> Gateway:
         )
     try:
         max_age = float(_option(configuration, "cache_max_age", "5"))
+        timeout = float(_option(configuration, "timeout", "10"))
+        retries = int(_option(configuration, "retries", "2"))
     except ValueError as exc:
-        raise ConfigurationError(f"Invalid [storage] cache_max_age: {exc}") from exc
+        raise ConfigurationError(f"Invalid number in [storage]: {exc}") from exc
 
     admin_key = _admin_key(configuration)
     if mode == "directory" and not admin_key:
@@ -111,7 +115,7 @@ def _build(configuration: Any) -> Gateway:
             "Directory mode needs the upstream admin key: set [storage] "
             "api_key_file (or api_key, or INKBOX_API_KEY)."
         )
-    client = ContactsClient(api_url, admin_key)
+    client = ContactsClient(api_url, admin_key, timeout=timeout, retries=retries)
     state = StateStore(
         _option(configuration, "state_database", "sqlite:///data/gateway.db")
     )
