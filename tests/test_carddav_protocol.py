@@ -37,10 +37,6 @@ from tests.carddav import (
 )
 from tests.conftest import Org, Server, make_org, new_contact, start_api, stop
 
-# The gateway fixtures; a plugin rather than an import, which ruff would
-# report as redefined (F811) at every test that takes a fixture argument.
-pytest_plugins = ["tests.carddav"]
-
 BOOK = "/alice/contacts/"
 DAV = "{DAV:}"
 CR = "{urn:ietf:params:xml:ns:carddav}"
