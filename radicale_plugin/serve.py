@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from radicale import config as radicale_config
+
+from gateway.identity import IdentityMapError
+from radicale_plugin.runtime import ConfigurationError, gateway_for
 
 DEMO_USERS = {"alice": "alice", "bob": "bob", "admin": "admin"}
 
@@ -139,6 +143,13 @@ def run(args: Any) -> int:
     if config_path is None and Path("config/radicale.conf").exists():
         config_path = "config/radicale.conf"
     configuration = load_configuration(config_path, overrides)
+    try:
+        # Build the core now, so a configuration mistake is one clear line
+        # instead of a traceback from inside Radicale's start-up.
+        gateway_for(configuration)
+    except (ConfigurationError, IdentityMapError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if demo is not None:
         print(banner(args.host, args.port, demo), flush=True)
     serve(configuration)

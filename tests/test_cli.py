@@ -208,3 +208,24 @@ def test_api_refuses_database_of_another_schema_version(database: str) -> None:
 
     assert result.returncode != 0
     assert "schema version 99 is not supported" in result.stderr
+
+
+def test_serve_with_missing_admin_key_file_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "radicale.conf"
+    config.write_text(
+        "[auth]\ntype = radicale_plugin.auth\n"
+        "[rights]\ntype = radicale_plugin.rights\n"
+        "[storage]\ntype = radicale_plugin.storage\n"
+        "api_url = http://127.0.0.1:9\n"
+        f"api_key_file = {tmp_path / 'missing.key'}\n"
+        f"identity_map = {tmp_path / 'identities'}\n",
+        encoding="utf-8",
+    )
+
+    result = _run("serve", "--config", str(config), "--port", "5399", check=False)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Cannot read [storage] api_key_file")
+    assert "Traceback" not in result.stderr
