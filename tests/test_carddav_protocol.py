@@ -910,3 +910,32 @@ def test_upstream_that_never_answers_gives_503_after_the_configured_timeout(
         silent.close()
 
     _assert_unavailable(response)
+
+
+def test_sync_burst_costs_one_upstream_listing(
+    gateway: Gateway, sqlite_api: Server
+) -> None:
+    """PROPFIND then multiget of every card: one listing, then a revision check."""
+    org = gateway.org
+    for index in range(12):
+        new_contact(org.admin, given_name=f"Burst {index:02}")
+    client = gateway.client("alice")
+    marker = uuid.uuid4().hex
+    org.admin.get("/api/v1/contacts/lookup", params={"email": f"{marker}@start"})
+    sqlite_api.wait_for_log(marker)
+
+    listed = multistatus(_propfind(client, BOOK, PROPFIND_ETAGS, depth="1"))
+    hrefs = "".join(f"<D:href>{href}</D:href>" for href in listed if href != BOOK)
+    fetched = multistatus(_report(client, MULTIGET.format(hrefs=hrefs)))
+    org.admin.get("/api/v1/contacts/lookup", params={"email": f"{marker}@end"})
+    log = sqlite_api.wait_for_log(f"{marker}%40end")
+    burst = log[log.index(f"{marker}%40start") : log.index(f"{marker}%40end")]
+
+    assert len(fetched) == 12
+    assert burst.count("GET /api/v1/contacts?limit=1000&offset=0") == 1
+    assert (
+        burst.count("GET /api/v1/contacts?limit=1 ")
+        + burst.count("GET /api/v1/contacts?limit=1&")
+        <= 2
+    )
+    assert "GET /api/v1/contacts/" not in burst.replace("/api/v1/contacts/lookup", "")
