@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -29,8 +29,16 @@ from cachetools import LRUCache
 
 from gateway.client import ContactsClient, Invalid
 from gateway.identity import Principal, can_see
+from gateway.keep import (
+    PHOTO_CAP,
+    Incoming,
+    Version,
+    convert_card,
+    read_card,
+    render_card,
+)
 from gateway.state import StateStore
-from gateway.vcard import VCardError, contact_to_vcard, vcard_to_contact
+from gateway.vcard import VCardError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,8 @@ class Card:
     text: str
     etag: str
     last_modified: str
+    # A card the directory cannot hold (a group card), kept by the gateway.
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,8 @@ class Directory:
         max_age: float = 5.0,
         new_contacts: NewContactAccess = "everyone",
         default_region: str | None = None,
-        card_version: Literal["3.0", "4.0"] = "3.0",
+        card_version: Version = "3.0",
+        photo_cap: int = PHOTO_CAP,
     ) -> None:
         self._client = client
         self._state = state
@@ -119,11 +130,10 @@ class Directory:
         self._default_region = default_region
         # 3.0 by default: Apple clients refuse 4.0 cards, and Radicale
         # advertises only 3.0 in supported-address-data.
-        self._card_version: Literal["3.0", "4.0"] = card_version
+        self._card_version: Version = card_version
+        self._photo_cap = photo_cap
         self._listings: dict[str, _Listing] = {}
-        self._rendered: LRUCache[tuple[str, str, str], tuple[str, str]] = LRUCache(
-            50_000
-        )
+        self._rendered: LRUCache[tuple[str, ...], tuple[str, str]] = LRUCache(50_000)
         self._lock = threading.Lock()
         self._refresh_locks: dict[str, threading.Lock] = {}
 
@@ -160,12 +170,28 @@ class Directory:
         with self._lock:
             self._listings.clear()
 
-    def view(self, principal: Principal) -> View:
-        """Return the user's address book: every visible contact as a card."""
+    def view(self, principal: Principal, version: Version | None = None) -> View:
+        """Return the user's address book: every visible contact as a card.
+
+        ``version`` is the vCard version to serve (the configured one when
+        None). ETags do not depend on it, so a client that lists in one
+        version and fetches in another sees consistent ETags.
+        """
+        version = version or self._card_version
+        organization_id = principal.organization_id
         contacts = [c for c in self._contacts(principal) if can_see(principal, c)]
-        chosen = self._state.hrefs(principal.organization_id, principal.user)
-        uids = self._state.uids(principal.organization_id)
+        chosen = self._state.hrefs(organization_id, principal.user)
+        uids = self._state.uids(organization_id)
+        digests = self._state.original_digests(organization_id)
         taken = set(chosen.values())
+
+        keys = {str(c["id"]): self._key(c, uids, digests, version) for c in contacts}
+        with self._lock:
+            missing = [cid for cid, key in keys.items() if key not in self._rendered]
+        originals = self._state.originals(
+            organization_id, [cid for cid in missing if cid in digests]
+        )
+
         cards: dict[str, Card] = {}
         for contact in contacts:
             contact_id = str(contact["id"])
@@ -176,20 +202,79 @@ class Directory:
                 while href in taken:
                     suffix += 1
                     href = f"{contact_id}-{suffix}.vcf"
-            cards[href] = self._render(contact, href, uids.get(contact_id))
+            cards[href] = self._card(
+                organization_id,
+                contact,
+                href,
+                uids,
+                digests,
+                originals,
+                keys[contact_id],
+                version,
+            )
+        for href, (uid, text) in self._state.local_cards(
+            organization_id, principal.user
+        ).items():
+            cards[href] = _local_card(href, uid, text, version)
         return View(principal, cards, frozenset(card.uid for card in cards.values()))
 
-    def _render(self, contact: Mapping[str, Any], href: str, uid: str | None) -> Card:
+    def _key(
+        self,
+        contact: Mapping[str, Any],
+        uids: Mapping[str, str],
+        digests: Mapping[str, str],
+        version: Version,
+    ) -> tuple[str, ...]:
         contact_id = str(contact["id"])
-        uid = uid or f"urn:uuid:{contact_id}"
-        key = (contact_id, str(contact.get("updated_at")), uid)
-        # cachetools caches are not thread-safe; Radicale serves each
-        # request in its own thread.
+        return (
+            contact_id,
+            str(contact.get("updated_at")),
+            uids.get(contact_id, ""),
+            digests.get(contact_id, ""),
+            version,
+        )
+
+    def _card(
+        self,
+        organization_id: str,
+        contact: Mapping[str, Any],
+        href: str,
+        uids: Mapping[str, str],
+        digests: Mapping[str, str],
+        originals: Mapping[str, tuple[str, dict[str, Any]]],
+        key: tuple[str, ...],
+        version: Version,
+    ) -> Card:
+        contact_id = str(contact["id"])
+        uid = uids.get(contact_id) or f"urn:uuid:{contact_id}"
         with self._lock:
             rendered = self._rendered.get(key)
         if rendered is None:
-            text = contact_to_vcard(contact, uid=uid, version=self._card_version)
-            etag = f'"{hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]}"'
+            if contact_id in digests and contact_id not in originals:
+                # Evicted since the view checked the cache: fetch it alone.
+                originals = self._state.originals(organization_id, [contact_id])
+            original, fields = originals.get(contact_id, (None, None))
+            text = render_card(
+                contact,
+                uid=uid,
+                version=version,
+                original=original,
+                original_fields=fields,
+            )
+            if version == self._card_version:
+                etag = _etag(text)
+            else:
+                default_key = (*key[:-1], self._card_version)
+                etag = self._card(
+                    organization_id,
+                    contact,
+                    href,
+                    uids,
+                    digests,
+                    originals,
+                    default_key,
+                    self._card_version,
+                ).etag
             rendered = (text, etag)
             with self._lock:
                 self._rendered[key] = rendered
@@ -203,50 +288,96 @@ class Directory:
             last_modified=_http_date(contact.get("updated_at")),
         )
 
-    def _fields(self, text: str) -> dict[str, Any]:
+    def _read(self, text: str) -> Incoming:
         try:
-            return vcard_to_contact(text, default_region=self._default_region)
+            return read_card(
+                text, default_region=self._default_region, photo_cap=self._photo_cap
+            )
         except VCardError as exc:
             raise CardRejected(f"The card cannot be read: {exc}") from exc
+
+    def _served(self, principal: Principal, contact_id: str, href: str) -> Card:
+        """Return the card as the next read will serve it."""
+        view = self.view(principal)
+        card = view.cards.get(href)
+        if card is None or card.contact_id != contact_id:
+            raise CardRejected("The card was stored but is not visible to you.")
+        return card
 
     def create(
         self, principal: Principal, href: str, text: str, uid: str | None
     ) -> Card:
-        """Create a contact from a card PUT at a new href."""
-        fields = self._fields(text)
+        """Create a contact (or keep a group card) from a card PUT at a new href."""
+        incoming = self._read(text)
+        organization_id = principal.organization_id
+        if incoming.is_group:
+            self._state.put_local(
+                organization_id,
+                principal.user,
+                href,
+                incoming.uid or uid,
+                incoming.original,
+            )
+            logger.info("User %r stored group card %r", principal.user, href)
+            return _local_card(href, incoming.uid or uid, incoming.original, None)
+
         access: list[str] | None = None
         if self._new_contacts == "creator":
             access = [] if principal.identity_id is None else [principal.identity_id]
         try:
-            contact = self._client_for(principal).create_contact(fields, access)
-        except Invalid as exc:
-            raise CardRejected(_reason(exc)) from exc
-        finally:
-            self.invalidate()
-        self._state.remember(
-            principal.organization_id, principal.user, str(contact["id"]), href, uid
-        )
-        logger.info(
-            "User %r created contact %r at %r", principal.user, contact["id"], href
-        )
-        return self._render(contact, href, uid)
-
-    def replace(self, principal: Principal, card: Card, text: str) -> Card:
-        """Replace a visible contact with the mapped fields of a card."""
-        fields = self._fields(text)
-        try:
-            contact = self._client_for(principal).update_contact(
-                card.contact_id, fields
+            contact = self._client_for(principal).create_contact(
+                incoming.fields, access
             )
         except Invalid as exc:
             raise CardRejected(_reason(exc)) from exc
         finally:
             self.invalidate()
+        contact_id = str(contact["id"])
+        self._state.keep_original(
+            organization_id, contact_id, incoming.original, incoming.fields
+        )
+        self._state.remember(
+            organization_id, principal.user, contact_id, href, incoming.uid or uid
+        )
+        logger.info(
+            "User %r created contact %r at %r", principal.user, contact_id, href
+        )
+        return self._served(principal, contact_id, href)
+
+    def replace(self, principal: Principal, card: Card, text: str) -> Card:
+        """Replace a visible contact (or a group card) with a card's content."""
+        incoming = self._read(text)
+        organization_id = principal.organization_id
+        if card.local:
+            if not incoming.is_group:
+                raise CardRejected("A group card cannot be replaced by a contact.")
+            self._state.put_local(
+                organization_id,
+                principal.user,
+                card.href,
+                card.uid,
+                incoming.original,
+            )
+            return _local_card(card.href, card.uid, incoming.original, None)
+        if incoming.is_group:
+            raise CardRejected("A contact cannot be replaced by a group card.")
+        try:
+            self._client_for(principal).update_contact(card.contact_id, incoming.fields)
+        except Invalid as exc:
+            raise CardRejected(_reason(exc)) from exc
+        finally:
+            self.invalidate()
+        self._state.keep_original(
+            organization_id, card.contact_id, incoming.original, incoming.fields
+        )
         logger.info("User %r replaced contact %r", principal.user, card.contact_id)
-        return self._render(contact, card.href, card.uid)
+        return self._served(principal, card.contact_id, card.href)
 
     def delete(self, principal: Principal, card: Card) -> None:
-        """Delete a visible contact upstream."""
+        """Delete a visible contact upstream (or the user's group card)."""
+        if card.local:
+            self._state.drop_local(principal.organization_id, principal.user, card.href)
+            return
         try:
             self._client_for(principal).delete_contact(card.contact_id)
         finally:
@@ -256,20 +387,40 @@ class Directory:
 
     def move(self, principal: Principal, card: Card, to_href: str) -> Card:
         """Give a card a new href in this user's address book."""
-        self._state.remember(
-            principal.organization_id, principal.user, card.contact_id, to_href, None
-        )
-        logger.info(
-            "User %r moved contact %r to %r", principal.user, card.contact_id, to_href
-        )
-        return Card(
-            href=to_href,
-            contact_id=card.contact_id,
-            uid=card.uid,
-            text=card.text,
-            etag=card.etag,
-            last_modified=card.last_modified,
-        )
+        organization_id = principal.organization_id
+        if card.local:
+            self._state.put_local(
+                organization_id,
+                principal.user,
+                to_href,
+                card.uid,
+                self._state.local_cards(organization_id, principal.user)[card.href][1],
+            )
+            self._state.drop_local(organization_id, principal.user, card.href)
+        else:
+            self._state.remember(
+                organization_id, principal.user, card.contact_id, to_href, None
+            )
+        logger.info("User %r moved card %r to %r", principal.user, card.href, to_href)
+        return replace(card, href=to_href)
+
+
+def _etag(text: str) -> str:
+    return f'"{hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]}"'
+
+
+def _local_card(href: str, uid: str | None, text: str, version: Version | None) -> Card:
+    """Return a card kept by the gateway alone, in the requested version."""
+    served = convert_card(text, version) if version else text
+    return Card(
+        href=href,
+        contact_id="",
+        uid=uid or "",
+        text=served,
+        etag=_etag(text),
+        last_modified=_http_date(None),
+        local=True,
+    )
 
 
 def _reason(exc: Invalid) -> str:

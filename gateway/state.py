@@ -2,7 +2,9 @@
 
 It keeps what the Contacts API has no place for: the href a CardDAV user
 chose for a card (per user, since every user has an address book of their
-own), the UID a client gave a card (per contact, served to everyone), and
+own), the UID a client gave a card (per contact, served to everyone), the
+card a client sent for a contact (so that what the API cannot hold comes
+back as it was sent), group cards (per user; they are not contacts), and
 the state of each user's book behind every sync token handed out (RFC
 6578), kept for 30 days.
 SQLite under the data folder is the default; PostgreSQL serves several
@@ -14,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Float,
@@ -55,6 +58,30 @@ class _Snapshot(_Base):
     token: Mapped[str] = mapped_column(String(64), primary_key=True)
     etags: Mapped[str] = mapped_column(Text)  # JSON {href: etag}
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class _Original(_Base):
+    """The card a client sent for a contact, and the fields the API got from it."""
+
+    __tablename__ = "card_originals"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    original: Mapped[str] = mapped_column(Text)
+    fields: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class _LocalCard(_Base):
+    """A card the directory cannot hold (a group card), kept for one user."""
+
+    __tablename__ = "local_cards"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    href: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(1024))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class _UID(_Base):
@@ -167,12 +194,13 @@ class StateStore:
                     _Href.contact_id == contact_id,
                 )
             )
-            session.execute(
-                delete(_UID).where(
-                    _UID.organization_id == organization_id,
-                    _UID.contact_id == contact_id,
+            for table in (_UID, _Original):
+                session.execute(
+                    delete(table).where(
+                        table.organization_id == organization_id,
+                        table.contact_id == contact_id,
+                    )
                 )
-            )
 
     def snapshot(
         self, organization_id: str, user: str, etags: Mapping[str, str]
@@ -209,6 +237,99 @@ class StateStore:
         with self._session() as session:
             row = session.get(_Snapshot, (organization_id, user, token))
             return None if row is None else dict(json.loads(row.etags))
+
+    def keep_original(
+        self,
+        organization_id: str,
+        contact_id: str,
+        original: str,
+        fields: Mapping[str, Any],
+    ) -> None:
+        """Keep the card a client sent for a contact, with its mapped fields."""
+        digest = hashlib.sha256(original.encode("utf-8")).hexdigest()[:40]
+        encoded = json.dumps(fields, sort_keys=True)
+        with self._session() as session:
+            row = session.get(_Original, (organization_id, contact_id))
+            if row is None:
+                session.add(
+                    _Original(
+                        organization_id=organization_id,
+                        contact_id=contact_id,
+                        digest=digest,
+                        original=original,
+                        fields=encoded,
+                    )
+                )
+            else:
+                row.digest, row.original, row.fields = digest, original, encoded
+
+    def original_digests(self, organization_id: str) -> dict[str, str]:
+        """Return ``{contact_id: digest}`` of every kept original (small rows)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(_Original.contact_id, _Original.digest).where(
+                    _Original.organization_id == organization_id
+                )
+            )
+            return {contact_id: digest for contact_id, digest in rows}
+
+    def originals(
+        self, organization_id: str, contact_ids: Iterable[str]
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Return ``{contact_id: (original, fields)}`` for the given contacts."""
+        wanted = list(contact_ids)
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        with self._session() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.execute(
+                    select(_Original.contact_id, _Original.original, _Original.fields)
+                    .where(_Original.organization_id == organization_id)
+                    .where(_Original.contact_id.in_(wanted[start : start + 500]))
+                )
+                for contact_id, original, fields in rows:
+                    found[contact_id] = (original, json.loads(fields))
+        return found
+
+    def local_cards(
+        self, organization_id: str, user: str
+    ) -> dict[str, tuple[str | None, str]]:
+        """Return the user's local cards as ``{href: (uid, text)}``."""
+        with self._session() as session:
+            rows = session.execute(
+                select(_LocalCard.href, _LocalCard.uid, _LocalCard.text).where(
+                    _LocalCard.organization_id == organization_id,
+                    _LocalCard.user == user,
+                )
+            )
+            return {href: (uid, text) for href, uid, text in rows}
+
+    def put_local(
+        self, organization_id: str, user: str, href: str, uid: str | None, text: str
+    ) -> None:
+        with self._session() as session:
+            row = session.get(_LocalCard, (organization_id, user, href))
+            if row is None:
+                session.add(
+                    _LocalCard(
+                        organization_id=organization_id,
+                        user=user,
+                        href=href,
+                        uid=uid,
+                        text=text,
+                    )
+                )
+            else:
+                row.uid, row.text = uid, text
+
+    def drop_local(self, organization_id: str, user: str, href: str) -> None:
+        with self._session() as session:
+            session.execute(
+                delete(_LocalCard).where(
+                    _LocalCard.organization_id == organization_id,
+                    _LocalCard.user == user,
+                    _LocalCard.href == href,
+                )
+            )
 
     def close(self) -> None:
         self._engine.dispose()

@@ -15,7 +15,7 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from radicale import pathutils
 from radicale.app import Application
@@ -62,6 +62,10 @@ class GatewayApplication:
             refusal = self._refusal(method, path)
             if refusal is None and method == "PUT":
                 refusal = self._take_body(environ, request)
+            if method in ("GET", "HEAD"):
+                request.version = _accepted_version(environ.get("HTTP_ACCEPT", ""))
+            elif method == "REPORT":
+                request.version = _report_version(environ)
             if refusal is not None:
                 return _respond(start_response, refusal, method)
 
@@ -125,6 +129,40 @@ class GatewayApplication:
         environ["wsgi.input"] = io.BytesIO(body)
         request.raw_body = body
         return _unreadable_card(body)
+
+
+_VERSION_PARAM = re.compile(r"version\s*=\s*\"?([34]\.0)", re.IGNORECASE)
+_ADDRESS_DATA = re.compile(rb"<[^>]*address-data\b([^>]*)>", re.IGNORECASE)
+
+
+def _accepted_version(accept: str) -> Literal["3.0", "4.0"] | None:
+    """Return the vCard version an Accept header asks for (RFC 6352 6.2)."""
+    for part in accept.split(","):
+        if part.strip().lower().startswith("text/vcard"):
+            found = _VERSION_PARAM.search(part)
+            if found:
+                return "4.0" if found.group(1) == "4.0" else "3.0"
+    return None
+
+
+def _report_version(environ: dict[str, Any]) -> Literal["3.0", "4.0"] | None:
+    """Return the version a REPORT's address-data element asks for.
+
+    The body is read here and put back for Radicale.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    found = _ADDRESS_DATA.search(body)
+    if found is None:
+        return None
+    version = _VERSION_PARAM.search(found.group(1).decode("utf-8", "replace"))
+    if version is None:
+        return None
+    return "4.0" if version.group(1) == "4.0" else "3.0"
 
 
 def _allow_client_hrefs(configuration: Any) -> None:

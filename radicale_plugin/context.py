@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.identity import Principal
 
@@ -35,6 +36,9 @@ class RequestState:
     # Set when the stored card differs from the client's text, so the PUT
     # response must not carry an ETag the client would take for its own.
     transformed: bool = False
+    # The vCard version the client asked for (Accept, or address-data in a
+    # REPORT); None serves the configured default.
+    version: Literal["3.0", "4.0"] | None = None
     view_cache: dict[str, object] = field(default_factory=dict)
 
 

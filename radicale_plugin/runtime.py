@@ -16,6 +16,7 @@ from typing import Any
 from gateway.client import ContactsClient
 from gateway.directory import Directory
 from gateway.identity import DirectoryIdentities, KeyIdentities, read_identity_map
+from gateway.keep import PHOTO_CAP
 from gateway.state import StateStore
 
 MODES = ("directory", "key")
@@ -74,6 +75,7 @@ def gateway_for(configuration: Any) -> Gateway:
         "vcard_version",
         "timeout",
         "retries",
+        "photo_cap",
     )
     key = tuple(_option(configuration, name) for name in options)
     with _lock:
@@ -106,6 +108,7 @@ def _build(configuration: Any) -> Gateway:
         max_age = float(_option(configuration, "cache_max_age", "5"))
         timeout = float(_option(configuration, "timeout", "10"))
         retries = int(_option(configuration, "retries", "2"))
+        photo_cap = int(_option(configuration, "photo_cap", str(PHOTO_CAP)))
     except ValueError as exc:
         raise ConfigurationError(f"Invalid number in [storage]: {exc}") from exc
 
@@ -126,6 +129,7 @@ def _build(configuration: Any) -> Gateway:
         new_contacts="creator" if new_contacts == "creator" else "everyone",
         default_region=_option(configuration, "default_region") or None,
         card_version="4.0" if version == "4.0" else "3.0",
+        photo_cap=photo_cap,
     )
     directory_identities = key_identities = None
     if mode == "directory":

@@ -146,8 +146,9 @@ class AddressBook(storage.BaseCollection):
         cache = request.view_cache if request is not None else {}
         view = cache.get("view")
         if not isinstance(view, View):
+            version = request.version if request is not None else None
             with translated_errors():
-                view = self._gateway.directory.view(self._principal)
+                view = self._gateway.directory.view(self._principal, version)
             cache["view"] = view
         return view
 
