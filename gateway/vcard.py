@@ -21,8 +21,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any, Literal
 
-import phonenumbers
 from vobject.base import VObjectError, textLineToContentLine
+
+from gateway.validation import to_e164
 
 __all__ = [
     "PRODID",
@@ -76,6 +77,8 @@ _APPLE_LABELS = {
     "homepage": "_$!<HomePage>!$_",
     "anniversary": "_$!<Anniversary>!$_",
 }
+# The year Apple writes for a date without one.
+_APPLE_NO_YEAR = "1604"
 _APPLE_LABEL_RE = re.compile(r"_\$!<(.*)>!\$_", re.DOTALL)
 
 # TYPE values that say nothing a label could carry (RFC 2426 section 3.3).
@@ -652,6 +655,10 @@ def _card_date(line: Any) -> str | None:
     if match is None:
         return None
     year, _, month, day = match.groups()
+    if year == _APPLE_NO_YEAR:
+        # Some iOS versions send the placeholder year without the parameter
+        # (https://github.com/nextcloud/server/issues/24108).
+        return None
     try:
         return date(int(year), int(month), int(day)).isoformat()
     except ValueError:
@@ -662,23 +669,12 @@ def _normalize_phone(value: str, default_region: str | None) -> str:
     """Return a phone number in E.164, or the value as written if it is not one.
 
     A number with an extension is kept as written too: E.164 cannot hold the
-    extension and dropping it would lose data without a word.
+    extension and dropping it would lose data without a word. The rules are
+    the API's own (``gateway.validation``).
     """
     if value[:4].lower() == "tel:":
         value = value[4:].strip()
-    if _E164_RE.fullmatch(value):
-        return value
-    if not value.startswith("+") and not default_region:
-        return value
-
-    region = None if value.startswith("+") else (default_region or "").upper()
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return value
-    if number.extension or not phonenumbers.is_possible_number(number):
-        return value
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return to_e164(value, default_region) or value
 
 
 def _unescape(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -763,8 +764,9 @@ def test_contact_to_vcard_3_0_round_trips_unchanged(contact: dict[str, Any]) -> 
 
     assert parsed == _mapped(contact)
     assert text.startswith("BEGIN:VCARD\r\nVERSION:3.0\r\n")
-    assert "PREF=" not in text
-    assert "\r\nANNIVERSARY" not in text
+    heads = [line.split(":", 1)[0] for line in text.split("\r\n")]
+    assert not [h for h in heads if re.match(r"(item\d+\.)?(EMAIL|TEL);.*PREF=", h)]
+    assert not [h for h in heads if h.startswith("ANNIVERSARY")]
 
 
 def test_contact_to_vcard_3_0_merges_pref_into_type_list() -> None:
@@ -785,3 +787,21 @@ def test_contact_to_vcard_3_0_merges_pref_into_type_list() -> None:
     assert (
         "item1.X-ABDATE:2001-02-03\r\nitem1.X-ABLabel:_$!<Anniversary>!$_\r\n" in text
     )
+
+
+def test_vcard_to_contact_apple_placeholder_year_without_parameter_is_no_birthday() -> (
+    None
+):
+    """Some iOS versions write 1604 for "no year" without X-APPLE-OMIT-YEAR."""
+    text = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann\r\nBDAY:1604-04-15\r\nEND:VCARD\r\n"
+
+    assert vcard_to_contact(text)["birthday"] is None
+
+
+def test_vcard_to_contact_impossible_plus_number_is_kept_as_written() -> None:
+    """'+1234' is not a possible number: the API's rule, shared through validation."""
+    text = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann\r\nTEL:+1234\r\nEND:VCARD\r\n"
+
+    assert vcard_to_contact(text)["phones"] == [
+        {"label": None, "value_e164": "+1234", "is_primary": False}
+    ]
