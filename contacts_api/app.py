@@ -23,7 +23,8 @@ MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_CARDS = 1000
 VCARD_TYPES = ("text/vcard", "text/x-vcard")
 # Extension of this implementation: the organization's change counter on
-# every list response, so that a cache can check freshness cheaply.
+# every list response and contact write, so that a cache can check
+# freshness cheaply and follow its own writes.
 REVISION_HEADER = "X-Directory-Revision"
 
 
@@ -151,10 +152,13 @@ def create_app(database_url: str, jwt_settings: JWTSettings | None = None) -> Fa
     @app.post("/api/v1/contacts", status_code=201)
     def post_contact(
         caller: AnyCaller,
+        response: Response,
         body: Annotated[dict[str, Any], Body()],
     ) -> dict[str, Any]:
         with db.write() as session:
-            return service.create_contact(session, caller, body)
+            contact = service.create_contact(session, caller, body)
+            _revision_header(response, session, caller)
+        return contact
 
     @app.get("/api/v1/contacts")
     def get_contacts(
@@ -250,16 +254,21 @@ def create_app(database_url: str, jwt_settings: JWTSettings | None = None) -> Fa
     def patch_contact(
         contact_id: str,
         caller: AnyCaller,
+        response: Response,
         body: Annotated[dict[str, Any], Body()],
     ) -> Any:
         with db.write() as session:
-            return service.update_contact(session, caller, contact_id, body)
+            contact = service.update_contact(session, caller, contact_id, body)
+            _revision_header(response, session, caller)
+        return contact
 
     @app.delete("/api/v1/contacts/{contact_id}", status_code=204)
     def delete_contact(contact_id: str, caller: AnyCaller) -> Response:
+        response = Response(status_code=204)
         with db.write() as session:
             service.delete_contact(session, caller, contact_id)
-        return Response(status_code=204)
+            _revision_header(response, session, caller)
+        return response
 
     @app.post("/api/v1/contacts/{contact_id}/access", status_code=201)
     def post_access(
@@ -280,6 +289,15 @@ def create_app(database_url: str, jwt_settings: JWTSettings | None = None) -> Fa
         return Response(status_code=204)
 
     return app
+
+
+def _revision_header(response: Response, session: Any, caller: Caller) -> None:
+    """Name the revision a write produced, read inside its own transaction.
+
+    A client that cached a listing at revision N and sees N + 1 here knows
+    that its own write was the only change, and can update its copy.
+    """
+    response.headers[REVISION_HEADER] = str(service.directory_revision(session, caller))
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -215,6 +215,9 @@ class ContactsClient:
 
         self._root = _service_root(base_url)
         self._api_key = api_key
+        # X-Directory-Revision of the last successful call through this
+        # object (this project's API sends it on lists and contact writes).
+        self.last_revision: str | None = None
         self._owns_http = http is None
         self._http = httpx.Client(timeout=timeout) if http is None else http
         self._timeout = timeout
@@ -456,6 +459,7 @@ class ContactsClient:
                 "Upstream %s %s: HTTP %d in %.0f ms", method, shown, status, elapsed_ms
             )
             if response.is_success:
+                self.last_revision = _revision(response)
                 return response
             if method == "DELETE" and status == httpx.codes.NOT_FOUND and uncertain:
                 logger.warning(

@@ -170,6 +170,40 @@ class Directory:
         with self._lock:
             self._listings.clear()
 
+    def _follow(
+        self,
+        principal: Principal,
+        client: ContactsClient,
+        contact: Mapping[str, Any] | None,
+        deleted: str | None = None,
+    ) -> None:
+        """Bring the cached listing up to date with our own write, or drop it.
+
+        When the write's revision is the cached one plus one, nobody else
+        changed the directory in between, so the listing is patched instead
+        of fetched again; a client uploading many cards then costs one
+        listing, not one per card. Listings of other credentials, and any
+        listing of an upstream without revisions, are dropped.
+        """
+        key = principal.credential
+        revision = client.last_revision
+        with self._lock:
+            cached = self._listings.get(key)
+            self._listings.clear()
+            if (
+                cached is None
+                or cached.revision is None
+                or revision is None
+                or not cached.revision.isdigit()
+                or revision != str(int(cached.revision) + 1)
+            ):
+                return
+            gone = deleted if contact is None else str(contact["id"])
+            contacts = [c for c in cached.contacts if str(c["id"]) != gone]
+            if contact is not None:
+                contacts.append(dict(contact))
+            self._listings[key] = _Listing(contacts, revision, cached.fetched_at)
+
     def view(self, principal: Principal, version: Version | None = None) -> View:
         """Return the user's address book: every visible contact as a card.
 
@@ -319,19 +353,25 @@ class Directory:
                 incoming.original,
             )
             logger.info("User %r stored group card %r", principal.user, href)
-            return _local_card(href, incoming.uid or uid, incoming.original, None)
+            # As the next read serves it, so that a PUT of a 4.0 group card
+            # served as 3.0 is answered without an ETag.
+            return _local_card(
+                href, incoming.uid or uid, incoming.original, self._card_version
+            )
 
         access: list[str] | None = None
         if self._new_contacts == "creator":
             access = [] if principal.identity_id is None else [principal.identity_id]
+        client = self._client_for(principal)
         try:
-            contact = self._client_for(principal).create_contact(
-                incoming.fields, access
-            )
+            contact = client.create_contact(incoming.fields, access)
         except Invalid as exc:
             raise CardRejected(_reason(exc)) from exc
-        finally:
+        except Exception:
+            # It may have landed (a timeout after sending): list again.
             self.invalidate()
+            raise
+        self._follow(principal, client, contact)
         contact_id = str(contact["id"])
         self._state.keep_original(
             organization_id, contact_id, incoming.original, incoming.fields
@@ -358,15 +398,20 @@ class Directory:
                 card.uid,
                 incoming.original,
             )
-            return _local_card(card.href, card.uid, incoming.original, None)
+            return _local_card(
+                card.href, card.uid, incoming.original, self._card_version
+            )
         if incoming.is_group:
             raise CardRejected("A contact cannot be replaced by a group card.")
+        client = self._client_for(principal)
         try:
-            self._client_for(principal).update_contact(card.contact_id, incoming.fields)
+            contact = client.update_contact(card.contact_id, incoming.fields)
         except Invalid as exc:
             raise CardRejected(_reason(exc)) from exc
-        finally:
+        except Exception:
             self.invalidate()
+            raise
+        self._follow(principal, client, contact)
         self._state.keep_original(
             organization_id, card.contact_id, incoming.original, incoming.fields
         )
@@ -378,10 +423,13 @@ class Directory:
         if card.local:
             self._state.drop_local(principal.organization_id, principal.user, card.href)
             return
+        client = self._client_for(principal)
         try:
-            self._client_for(principal).delete_contact(card.contact_id)
-        finally:
+            client.delete_contact(card.contact_id)
+        except Exception:
             self.invalidate()
+            raise
+        self._follow(principal, client, None, deleted=card.contact_id)
         self._state.forget(principal.organization_id, card.contact_id)
         logger.info("User %r deleted contact %r", principal.user, card.contact_id)
 

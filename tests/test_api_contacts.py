@@ -455,3 +455,18 @@ def test_lookup_of_a_domain_with_thousands_of_members_pages_in_name_order(
     names = [c["preferred_name"] for c in domain.json()["items"]]
     assert names == ["Member 00000", "Member 00001", "Member 00002"]
     assert [c["preferred_name"] for c in exact.json()["items"]] == ["Member 02004"]
+
+
+def test_contact_writes_name_the_revision_they_produced(org: Org) -> None:
+    """Each write's X-Directory-Revision is the one the next list reports."""
+    created = org.admin.post("/api/v1/contacts", json={"given_name": "Rev"})
+    path = f"/api/v1/contacts/{created.json()['id']}"
+    after_create = org.admin.get("/api/v1/contacts").headers["X-Directory-Revision"]
+    patched = org.admin.patch(path, json={"notes": "x"})
+    deleted = org.admin.delete(path)
+    after_delete = org.admin.get("/api/v1/contacts").headers["X-Directory-Revision"]
+
+    assert created.headers["X-Directory-Revision"] == after_create
+    assert int(patched.headers["X-Directory-Revision"]) == int(after_create) + 1
+    assert deleted.headers["X-Directory-Revision"] == after_delete
+    assert int(after_delete) == int(after_create) + 2

@@ -957,3 +957,30 @@ def test_sync_burst_costs_one_upstream_listing(
     assert burst.count("GET /api/v1/contacts?limit=1000&offset=0") == 1
     assert burst.count("GET /api/v1/contacts?limit=1 ") == 1
     assert "GET /api/v1/contacts/" not in burst.replace("/api/v1/contacts/lookup", "")
+
+
+def test_upload_burst_patches_the_cached_listing_instead_of_relisting(
+    gateway: Gateway, sqlite_api: Server
+) -> None:
+    """Five PUTs after a listing cost no listing: the gateway follows its writes."""
+    org = gateway.org
+    new_contact(org.admin, given_name="Already")
+    client = gateway.client("alice")
+    _propfind(client, BOOK, PROPFIND_ETAGS, depth="1")
+    marker = uuid.uuid4().hex
+    org.admin.get("/api/v1/contacts/lookup", params={"email": f"{marker}@start"})
+    sqlite_api.wait_for_log(f"{marker}%40start")
+
+    statuses = [
+        _put(client, f"{BOOK}up-{i}.vcf", card(f"up-{i}", f"Upload {i}")).status_code
+        for i in range(5)
+    ]
+    listed = multistatus(_propfind(client, BOOK, PROPFIND_ETAGS, depth="1"))
+    org.admin.get("/api/v1/contacts/lookup", params={"email": f"{marker}@end"})
+    log = sqlite_api.wait_for_log(f"{marker}%40end")
+    burst = log[log.index(f"{marker}%40start") : log.index(f"{marker}%40end")]
+
+    assert statuses == [201] * 5
+    assert {f"{BOOK}up-{i}.vcf" for i in range(5)} <= set(listed)
+    assert burst.count('"POST /api/v1/contacts HTTP') == 5
+    assert "GET /api/v1/contacts?limit=1000" not in burst
