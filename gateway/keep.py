@@ -146,7 +146,14 @@ _GROUP_PROPERTY = {
 }
 # Lines that only describe the other lines of their group (Apple).
 _COMPANIONS = frozenset({"X-ABLABEL", "X-ABADR"})
-_MEDIA_KINDS = {"PHOTO": "image/", "LOGO": "image/", "SOUND": "audio/"}
+_MEDIA_KINDS = {
+    "PHOTO": "image/",
+    "LOGO": "image/",
+    "SOUND": "audio/",
+    "KEY": "application/",
+}
+# Marks an N the gateway added because 3.0 requires one; dropped again in 4.0.
+_ADDED_N = "X-INKBOX-ADDED"
 _SHRUNK = frozenset({"PHOTO", "LOGO"})
 
 _ANNIVERSARY_LABEL = "_$!<Anniversary>!$_"
@@ -1267,7 +1274,10 @@ def convert_card(text: str, version: Version) -> str:
       (Apple);
     - ANNIVERSARY (4.0) and an ``itemN.X-ABDATE`` labelled
       ``_$!<Anniversary>!$_`` (Apple);
-    - ``GEO:geo:lat,lon`` (4.0) and ``GEO:lat;lon`` (3.0).
+    - ``GEO:geo:lat,lon`` (4.0) and ``GEO:lat;lon`` (3.0);
+    - KEY ``data:`` URIs (4.0) and inline base64 (3.0), like PHOTO;
+    - a 4.0 card without N gets an empty N in 3.0, which requires one,
+      marked ``X-INKBOX-ADDED`` so that 4.0 drops it again.
 
     A card already in ``version`` comes back unchanged but for line endings
     and folding. A 2.1 card is read as 3.0. Converting there and back gives
@@ -1293,10 +1303,6 @@ def _converted(lines: list[_Line], source: Version, target: Version) -> list[_Li
 
 def _to_v3(lines: Sequence[_Line]) -> list[_Line]:
     """Rewrite vCard 4.0 lines the way 3.0 clients (Apple) expect."""
-    # TODO(#4): a 4.0 card without N (N is optional there, DAVx5 writes
-    # groups without it) stays without N in 3.0, which requires it; adding
-    # one needs a marker so that converting back can drop it again.
-    # TODO(#4): KEY data: URIs stay data: URIs in 3.0.
     result: list[_Line] = []
     for line in lines:
         if line.nested:
@@ -1323,6 +1329,11 @@ def _to_v3(lines: Sequence[_Line]) -> list[_Line]:
         elif key == "GEO" and (geo := _GEO_URI_RE.fullmatch(line.value)):
             line = _with(line, value=f"{geo.group(1)};{geo.group(2)}")
         result.append(line)
+    if not any(line.key == "N" and not line.nested for line in result):
+        # N is optional in 4.0 (DAVx5 writes groups without it) but 3.0
+        # requires it: add an empty one, marked so that 4.0 drops it again.
+        at = next((i + 1 for i, ln in enumerate(result) if ln.key == "FN"), 2)
+        result.insert(at, _make(None, "N", ((_ADDED_N, "1"),), ";;;;"))
     return _anniversaries_to_v3(result)
 
 
@@ -1473,6 +1484,8 @@ def _to_v4(lines: Sequence[_Line]) -> list[_Line]:
             result.append(line)
             continue
         if index == label_dropped:
+            continue
+        if line.key == "N" and _param_value(line, _ADDED_N) is not None:
             continue
         line = _params_to_v4(line)
         key = line.key

@@ -653,6 +653,7 @@ def test_convert_card_4_0_to_3_0_writes_what_apple_expects() -> None:
         "VERSION:3.0",
         "UID:x",
         "FN:Ada",
+        "N;X-INKBOX-ADDED=1:;;;;",
         "TEL;TYPE=cell,voice,pref:+44 7700 900789",
         "TEL;TYPE=work:+44-20-7946-0001;ext=7",
         "EMAIL;PREF=2:ada@example.com",
@@ -673,6 +674,7 @@ def test_convert_card_3_0_to_4_0_writes_native_4_0() -> None:
     text = _card(
         "UID:x",
         "FN:Ada",
+        "N:;Ada;;;",
         "TEL;type=CELL;type=VOICE;type=pref:(555) 123-4567",
         "BDAY;X-APPLE-OMIT-YEAR=1604:1604-04-15",
         "item1.X-ABDATE;type=pref:2004-06-19",
@@ -691,6 +693,7 @@ def test_convert_card_3_0_to_4_0_writes_native_4_0() -> None:
         "VERSION:4.0",
         "UID:x",
         "FN:Ada",
+        "N:;Ada;;;",
         "TEL;type=CELL;type=VOICE;PREF=1:(555) 123-4567",
         "BDAY:--0415",
         "ANNIVERSARY;PREF=1:2004-06-19",
@@ -979,3 +982,30 @@ def test_render_card_any_rest_change_shows_up_in_the_card(
     _assert_well_formed(rendered, version)
     reread = read_card(rendered).fields
     assert _sorted_lists(reread) == _sorted_lists(_mapped(changed))
+
+
+def test_convert_card_adds_a_marked_n_for_3_0_and_drops_it_in_4_0() -> None:
+    """3.0 requires N; a 4.0 group card without one gets an empty, marked N."""
+    original = (CLIENTS / "davx5_group_v4.vcf").read_text(encoding="utf-8")
+    assert not re.search(r"^N[;:]", original, re.MULTILINE)
+
+    served = convert_card(original, "3.0")
+    back = convert_card(served, "4.0")
+
+    assert "\r\nN;X-INKBOX-ADDED=1:;;;;\r\n" in served
+    assert not re.search(r"^N[;:]", back, re.MULTILINE)
+    assert back == convert_card(original, "4.0")
+
+
+def test_convert_card_key_data_uri_becomes_inline_base64_in_3_0_and_back() -> None:
+    key = "S0VZ" * 5
+    original = (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:k-1\r\nFN:Key Holder\r\nN:Holder;Key;;;\r\n"
+        f"KEY:data:application/pgp-keys;base64,{key}\r\nEND:VCARD\r\n"
+    )
+
+    served = convert_card(original, "3.0")
+    back = convert_card(served, "4.0")
+
+    assert f"KEY;ENCODING=b;TYPE=PGP-KEYS:{key}\r\n" in served
+    assert back == original
