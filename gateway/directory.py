@@ -85,12 +85,6 @@ class View:
             digest.update(f"{href}/{self.cards[href].etag};".encode())
         return f'"{digest.hexdigest()[:40]}"'
 
-    def card_for(self, contact_id: str) -> Card | None:
-        return next(
-            (card for card in self.cards.values() if card.contact_id == contact_id),
-            None,
-        )
-
 
 @dataclass
 class _Listing:
