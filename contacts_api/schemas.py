@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.vcard import LIST_FIELDS, SCALAR_FIELDS
+
 Label = Annotated[str | None, StringConstraints(max_length=255)]
 Text255 = Annotated[str | None, StringConstraints(max_length=255)]
 
@@ -155,19 +157,6 @@ class ContactCreate(ContactFields):
     access_identity_ids: list[str] | None = None
 
 
-SCALAR_FIELDS = (
-    "preferred_name",
-    "name_prefix",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "name_suffix",
-    "company_name",
-    "job_title",
-    "birthday",
-    "notes",
-)
-LIST_FIELDS = ("emails", "phones", "websites", "dates", "addresses", "custom_fields")
 READ_ONLY_FIELDS = frozenset(
     {"id", "organization_id", "access", "status", "created_at", "updated_at"}
 )

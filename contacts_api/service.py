@@ -42,15 +42,13 @@ from contacts_api.db import (
 )
 from contacts_api.errors import APIError, forbidden, not_found
 from contacts_api.schemas import (
-    LIST_FIELDS,
     READ_ONLY_FIELDS,
-    SCALAR_FIELDS,
     ContactCreate,
     ContactFields,
     describe_validation_error,
     normalized_fields,
 )
-from gateway.vcard import synthesize_preferred_name
+from gateway.vcard import LIST_FIELDS, SCALAR_FIELDS, synthesize_preferred_name
 
 logger = logging.getLogger(__name__)
 

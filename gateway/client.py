@@ -20,9 +20,10 @@ Exceptions:
      │                          client should be told.
      ├── Unauthorized        -- 401: missing or unknown credential.
      ├── Forbidden           -- 403: e.g. an unclaimed agent key.
-     ├── RateLimited         -- 429; ``retry_after`` in seconds or None.
-     ├── UpstreamUnavailable -- 5xx, timeouts and connection errors;
-     │                          ``retry_after`` in seconds or None.
+     ├── TryLater            -- the upstream cannot answer now;
+     │   │                      ``retry_after`` in seconds or None.
+     │   ├── RateLimited         -- 429.
+     │   └── UpstreamUnavailable -- 5xx, timeouts and connection errors.
      └── DirectoryTooLarge   -- listing by offset cannot reach every contact.
 
 Any other unexpected answer (another status, a body that is not the JSON
@@ -96,36 +97,28 @@ class Forbidden(ContactsAPIError):
     """The credential may not do this (403)."""
 
 
-class RateLimited(ContactsAPIError):
+class TryLater(ContactsAPIError):
+    """The upstream cannot answer now; ``retry_after`` says when to ask again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        detail: object = None,
+        reason: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, detail=detail, reason=reason)
+        self.retry_after = retry_after
+
+
+class RateLimited(TryLater):
     """The upstream asks us to slow down (429)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        detail: object = None,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, detail=detail, reason=reason)
-        self.retry_after = retry_after
 
-
-class UpstreamUnavailable(ContactsAPIError):
+class UpstreamUnavailable(TryLater):
     """The upstream failed (5xx), timed out or could not be reached."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        detail: object = None,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, detail=detail, reason=reason)
-        self.retry_after = retry_after
 
 
 class DirectoryTooLarge(ContactsAPIError):

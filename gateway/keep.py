@@ -57,8 +57,12 @@ from gateway.validation import (
     to_e164,
 )
 from gateway.vcard import (
+    LIST_FIELDS,
+    NAME_PARTS,
+    SCALAR_FIELDS,
     VCardError,
     contact_to_vcard,
+    fold,
     synthesize_preferred_name,
     vcard_to_contact,
 )
@@ -80,16 +84,6 @@ PHOTO_CAP = 256 * 1024
 
 Version = Literal["3.0", "4.0"]
 
-_NAME_PARTS = ("name_prefix", "given_name", "middle_name", "family_name", "name_suffix")
-_SCALARS = (
-    "preferred_name",
-    *_NAME_PARTS,
-    "company_name",
-    "job_title",
-    "birthday",
-    "notes",
-)
-_LISTS = tuple(LIST_LIMITS)
 # The API's FN rule: one of these must be non-empty.
 _FN_RULE = ("given_name", "family_name", "company_name", "preferred_name")
 
@@ -123,7 +117,7 @@ _ITEM_KEYS = {
 # written when several land at the same place.
 _GROUP_FIELDS: dict[str, tuple[str, ...]] = {
     "fn": ("preferred_name",),
-    "n": _NAME_PARTS,
+    "n": NAME_PARTS,
     "org": ("company_name",),
     "title": ("job_title",),
     "bday": ("birthday",),
@@ -164,7 +158,6 @@ _NO_YEAR = "1604"
 _V21_ENCODINGS = frozenset({"7BIT", "8BIT", "QUOTED-PRINTABLE", "BASE64", "B"})
 _V21_VALUES = {"INLINE": None, "URL": "uri", "CONTENT-ID": "content-id", "CID": "cid"}
 
-_FOLD_OCTETS = 75
 _LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 _DATA_URI_RE = re.compile(r"data:([^,;]*);base64,(.*)", re.IGNORECASE | re.DOTALL)
 _PARTIAL_DATE_RE = re.compile(r"--(\d{2})(\d{2})", re.ASCII)
@@ -346,38 +339,8 @@ def _card_lines(text: str) -> list[_Line]:
 
 def _serialize(lines: Iterable[_Line]) -> str:
     """Return the card document: folded lines, CRLF, BEGIN and END included."""
-    body = "".join(_fold(line.text) + "\r\n" for line in lines)
+    body = "".join(fold(line.text) + "\r\n" for line in lines)
     return "BEGIN:VCARD\r\n" + body + "END:VCARD\r\n"
-
-
-def _fold(line: str) -> str:
-    """Fold a line at 75 octets without splitting a UTF-8 sequence (RFC 6350 3.2)."""
-    if len(line) <= _FOLD_OCTETS and line.isascii():
-        return line
-    if line.isascii():
-        # Fast path for the long base64 lines of photos.
-        pieces = [line[:_FOLD_OCTETS]]
-        step = _FOLD_OCTETS - 1
-        pieces += [
-            " " + line[i : i + step] for i in range(_FOLD_OCTETS, len(line), step)
-        ]
-        return "\r\n".join(pieces)
-    if len(line.encode("utf-8")) <= _FOLD_OCTETS:
-        return line
-
-    pieces = []
-    current: list[str] = []
-    size = 0
-    for char in line:
-        width = len(char.encode("utf-8"))
-        if size + width > _FOLD_OCTETS:
-            pieces.append("".join(current))
-            current = [" "]
-            size = 1
-        current.append(char)
-        size += width
-    pieces.append("".join(current))
-    return "\r\n".join(pieces)
 
 
 # --- Parameters and values -----------------------------------------------------------
@@ -734,7 +697,7 @@ class _Layout:
         self.scalar_lines: dict[str, int] = {}
         self.scalars: dict[str, Any] = {}
         self.bday_lines: list[int] = []
-        indexes: dict[str, list[int]] = {name: [] for name in _LISTS}
+        indexes: dict[str, list[int]] = {name: [] for name in LIST_FIELDS}
 
         for index, line in enumerate(lines):
             key = line.key
@@ -752,7 +715,7 @@ class _Layout:
             if key == "N":
                 if "n" not in self.scalar_lines:
                     self.scalar_lines["n"] = index
-                    self.scalars["n"] = {part: alone[part] for part in _NAME_PARTS}
+                    self.scalars["n"] = {part: alone[part] for part in NAME_PARTS}
             elif key in _SCALAR_PROPERTIES:
                 group, field = _SCALAR_PROPERTIES[key]
                 if group not in self.scalar_lines and alone[field] is not None:
@@ -771,7 +734,8 @@ class _Layout:
         # The card's own mapping gives the labels (from X-ABLabel companions)
         # and the primary entry; it reads the lines in the same order.
         self.candidates = {
-            name: list(zip(indexes[name], whole[name], strict=True)) for name in _LISTS
+            name: list(zip(indexes[name], whole[name], strict=True))
+            for name in LIST_FIELDS
         }
 
 
@@ -788,9 +752,9 @@ def _is_api_date(value: Any) -> bool:
 
 def _api_fields(layout: _Layout, region: str | None) -> dict[str, Any]:
     """Return the fields of a card that pass the API's validation."""
-    fields: dict[str, Any] = dict.fromkeys(_SCALARS)
+    fields: dict[str, Any] = dict.fromkeys(SCALAR_FIELDS)
     names = layout.scalars.get("n") or {}
-    for part in _NAME_PARTS:
+    for part in NAME_PARTS:
         fields[part] = _api_text(part, names.get(part))
     fields["preferred_name"] = _api_text("preferred_name", layout.scalars.get("fn"))
     fields["company_name"] = _api_text("company_name", layout.scalars.get("org"))
@@ -798,7 +762,7 @@ def _api_fields(layout: _Layout, region: str | None) -> dict[str, Any]:
     fields["notes"] = _api_text("notes", layout.scalars.get("note"))
     fields["birthday"] = layout.scalars.get("bday")
 
-    for name in _LISTS:
+    for name in LIST_FIELDS:
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         for _, candidate in layout.candidates[name]:
@@ -1009,7 +973,7 @@ def _merged(
         if group in ("fn", "n") or any(value is not None for value in values.values()):
             fresh[group] = _fresh_lines(values, version, {property_name})
 
-    for name in _LISTS:
+    for name in LIST_FIELDS:
         kept_dates = name == "dates" and version == "4.0"
         items, dropped, last = _merge_list(name, layout, new[name], old[name])
         drop.update(dropped)
@@ -1035,13 +999,13 @@ def _normalized(fields: Mapping[str, Any]) -> dict[str, Any]:
     their keys, and an empty preferred_name is synthesized as the API does.
     """
     result: dict[str, Any] = {}
-    for name in _SCALARS:
+    for name in SCALAR_FIELDS:
         value = fields.get(name)
         result[name] = value if isinstance(value, str) and value.strip() else None
     if result["preferred_name"] is None:
         synthesized = synthesize_preferred_name(result)
         result["preferred_name"] = _clipped(synthesized) if synthesized else None
-    for name in _LISTS:
+    for name in LIST_FIELDS:
         entries = fields.get(name) or []
         result[name] = [
             _normalized_item(name, item)

@@ -39,12 +39,13 @@ PRODID = "-//inkbox-carddav//EN"
 # RFC 6350 section 3.2: lines SHOULD NOT be longer than 75 octets.
 _FOLD_OCTETS = 75
 
-_NAME_PARTS = ("name_prefix", "given_name", "middle_name", "family_name", "name_suffix")
+# The contact fields this mapping covers, as the Contacts API names them.
+NAME_PARTS = ("name_prefix", "given_name", "middle_name", "family_name", "name_suffix")
 # The order of the components of N (RFC 6350 section 6.2.2).
 _N_ORDER = ("family_name", "given_name", "middle_name", "name_prefix", "name_suffix")
-_SCALARS = (
+SCALAR_FIELDS = (
     "preferred_name",
-    *_NAME_PARTS,
+    *NAME_PARTS,
     "company_name",
     "job_title",
     "birthday",
@@ -52,7 +53,8 @@ _SCALARS = (
 )
 # Single text properties and the field each fills; the first one wins.
 _TEXT_PROPERTIES = {"FN": "preferred_name", "TITLE": "job_title", "NOTE": "notes"}
-_LISTS = ("emails", "phones", "websites", "dates", "addresses", "custom_fields")
+LIST_FIELDS = ("emails", "phones", "websites", "dates", "addresses", "custom_fields")
+MAPPED_FIELDS = (*SCALAR_FIELDS, *LIST_FIELDS)
 
 # Labels that vCard expresses as TYPE values, per property.
 _Types = Mapping[str, tuple[str, ...]]
@@ -110,7 +112,7 @@ class VCardError(ValueError):
 
 def synthesize_preferred_name(fields: Mapping[str, Any]) -> str | None:
     """Return a display name from the name parts, else the company, else None."""
-    parts = [_str(fields, key) for key in _NAME_PARTS]
+    parts = [_str(fields, key) for key in NAME_PARTS]
     name = " ".join(" ".join(part for part in parts if part).split())
     if name:
         return name
@@ -244,7 +246,7 @@ class _CardWriter:
     def text(self) -> str:
         """Return the folded document, END:VCARD included."""
         lines = [*self._lines, "END:VCARD"]
-        return "".join(_fold(line) + "\r\n" for line in lines)
+        return "".join(fold(line) + "\r\n" for line in lines)
 
 
 def _add_dates(card: _CardWriter, dates: list[Mapping[str, Any]], version: str) -> None:
@@ -319,8 +321,15 @@ def _escape_param(value: str) -> str:
     return '"' + value + '"'
 
 
-def _fold(line: str) -> str:
-    """Fold a line at 75 octets without splitting a UTF-8 sequence."""
+def fold(line: str) -> str:
+    """Fold a line at 75 octets without splitting a UTF-8 sequence (RFC 6350 3.2)."""
+    if line.isascii():
+        if len(line) <= _FOLD_OCTETS:
+            return line
+        # Fast path for the long base64 lines of photos.
+        step = _FOLD_OCTETS - 1
+        rest = [" " + line[i : i + step] for i in range(_FOLD_OCTETS, len(line), step)]
+        return "\r\n".join([line[:_FOLD_OCTETS], *rest])
     if len(line.encode("utf-8")) <= _FOLD_OCTETS:
         return line
 
@@ -431,8 +440,8 @@ def vcard_to_contact(text: str, *, default_region: str | None = None) -> dict[st
     """
     lines = _read_card(text)
     ab_labels = _ab_labels(lines)
-    contact: dict[str, Any] = dict.fromkeys(_SCALARS)
-    contact.update({key: [] for key in _LISTS})
+    contact: dict[str, Any] = dict.fromkeys(SCALAR_FIELDS)
+    contact.update({key: [] for key in LIST_FIELDS})
     ranks: dict[str, list[int | None]] = {"emails": [], "phones": []}
     seen_n = False
 

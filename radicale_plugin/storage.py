@@ -27,8 +27,7 @@ from gateway.client import (
     DirectoryTooLarge,
     Forbidden,
     NotFound,
-    RateLimited,
-    UpstreamUnavailable,
+    TryLater,
 )
 from gateway.directory import Card, CardRejected, View
 from gateway.identity import Principal
@@ -58,7 +57,7 @@ def translated_errors() -> Iterator[None]:
     except CardRejected as exc:
         refuse(400, exc.reason)
         raise ValueError(exc.reason) from exc
-    except (RateLimited, UpstreamUnavailable) as exc:
+    except TryLater as exc:
         retry_after = exc.retry_after or DEFAULT_RETRY_AFTER
         refuse(
             503,

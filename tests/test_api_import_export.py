@@ -7,28 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.vcard import MAPPED_FIELDS
 from tests.conftest import Org, new_contact, visible_ids
 from tests.test_api_contacts import RICH
 
 VCARD = {"Content-Type": "text/vcard; charset=utf-8"}
-MAPPED = (
-    "preferred_name",
-    "name_prefix",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "name_suffix",
-    "company_name",
-    "job_title",
-    "birthday",
-    "notes",
-    "emails",
-    "phones",
-    "websites",
-    "dates",
-    "addresses",
-    "custom_fields",
-)
+MAPPED = MAPPED_FIELDS
 
 
 def _card(*lines: str, version: str = "3.0") -> str:

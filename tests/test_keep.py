@@ -20,6 +20,7 @@ from PIL import Image
 from contacts_api.schemas import ContactCreate, normalized_fields
 from gateway.keep import Incoming, convert_card, read_card, render_card, shrink_photo
 from gateway.vcard import (
+    MAPPED_FIELDS,
     VCardError,
     contact_to_vcard,
     synthesize_preferred_name,
@@ -40,24 +41,7 @@ REGIONS = {
 }
 CONTACT_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 SERVED_UID = "urn:uuid:" + CONTACT_ID
-MAPPED = (
-    "preferred_name",
-    "name_prefix",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "name_suffix",
-    "company_name",
-    "job_title",
-    "birthday",
-    "notes",
-    "emails",
-    "phones",
-    "websites",
-    "dates",
-    "addresses",
-    "custom_fields",
-)
+MAPPED = MAPPED_FIELDS
 
 
 # --- Helpers --------------------------------------------------------------------------

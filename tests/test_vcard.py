@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.vcard import (
+    MAPPED_FIELDS,
     VCardError,
     contact_to_vcard,
     split_vcards,
@@ -18,24 +19,7 @@ from gateway.vcard import (
     vcard_to_contact,
 )
 
-MAPPED = (
-    "preferred_name",
-    "name_prefix",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "name_suffix",
-    "company_name",
-    "job_title",
-    "birthday",
-    "notes",
-    "emails",
-    "phones",
-    "websites",
-    "dates",
-    "addresses",
-    "custom_fields",
-)
+MAPPED = MAPPED_FIELDS
 
 RICH: dict[str, Any] = {
     "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
